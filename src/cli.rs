@@ -1,0 +1,509 @@
+//! The command line and the environment, into a [`Config`].
+//!
+//! Every flag has an environment variable for container users; a flag wins
+//! over its variable. Errors name the flag or the variable they are about.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+pub const DEFAULT_PORT: u16 = 7610;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+pub const HELP: &str = "\
+rollcall: wait until every peer in a hosts file is up, over UDP.
+
+Each peer heartbeats every other peer and acknowledges what it hears. Once
+it has exchanged both ways with every peer it prints READY on stdout, then
+keeps answering late and restarted peers until its timeout.
+
+Usage: rollcall -h HOSTS [OPTIONS]
+
+Options:
+  -h, --hosts FILE          hosts file: one peer per line, HOST[:PORT];
+                            HOST is a DNS name, an IPv4 address or [IPv6];
+                            # starts a comment              [ROLLCALL_HOSTS]
+  -n, --name NAME           this peer's entry: its whole text, its HOST, or
+                            the first label of its HOST when unique
+                            (default: this machine's hostname)   [ROLLCALL_NAME]
+  -p, --port PORT           port of entries that name none (default 7610)
+                                                                 [ROLLCALL_PORT]
+  -t, --timeout DURATION    total run time (default 120s)     [ROLLCALL_TIMEOUT]
+  -i, --interval DURATION   heartbeat interval (default 2s)  [ROLLCALL_INTERVAL]
+      --barrier             exit 0 as soon as every peer is READY, instead of
+                            running until the timeout        [ROLLCALL_BARRIER=1]
+      --ready-file PATH     create PATH when READY, remove it on exit
+                                                           [ROLLCALL_READY_FILE]
+      --ready-to WHERE      print READY on stdout or stderr (default stdout)
+                                                             [ROLLCALL_READY_TO]
+      --bind ADDR           local IP or IP:PORT to bind (default: every
+                            address, on this entry's port)       [ROLLCALL_BIND]
+  -d, --debug               log every datagram sent and received
+  -q, --quiet               log warnings and errors only
+                                     [ROLLCALL_LOG=debug|info|quiet]
+      --help                print this help
+  -V, --version             print the version
+
+Durations: 500ms, 2s, 1m30s, 1h.
+
+Exit status:
+    0  READY was reached (the timeout ran out after READY, or --barrier
+       completed)
+  124  the timeout ran out before READY; the missing peers are listed
+    1  runtime failure
+    2  usage or configuration error
+  130  stopped by SIGINT
+  143  stopped by SIGTERM
+";
+
+/// Where `READY` is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyTo {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Quiet,
+}
+
+/// What to bind: an address whose port comes from our entry, or a whole
+/// socket address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Ip(IpAddr),
+    Addr(SocketAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub hosts: PathBuf,
+    /// `None`: this machine's hostname.
+    pub name: Option<String>,
+    pub port: u16,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub barrier: bool,
+    pub ready_file: Option<PathBuf>,
+    pub ready_to: ReadyTo,
+    pub bind: Option<Bind>,
+    pub log: LogLevel,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// A usage error: one line that names the flag or variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
+/// The settings that take a value, each with its flag and its variable.
+#[derive(Clone, Copy)]
+enum Setting {
+    Hosts,
+    Name,
+    Port,
+    Timeout,
+    Interval,
+    Barrier,
+    ReadyFile,
+    ReadyTo,
+    Bind,
+    Log,
+}
+
+impl Setting {
+    const ALL: [Setting; 10] = [
+        Setting::Hosts,
+        Setting::Name,
+        Setting::Port,
+        Setting::Timeout,
+        Setting::Interval,
+        Setting::Barrier,
+        Setting::ReadyFile,
+        Setting::ReadyTo,
+        Setting::Bind,
+        Setting::Log,
+    ];
+
+    fn flag(self) -> &'static str {
+        match self {
+            Setting::Hosts => "--hosts",
+            Setting::Name => "--name",
+            Setting::Port => "--port",
+            Setting::Timeout => "--timeout",
+            Setting::Interval => "--interval",
+            Setting::Barrier => "--barrier",
+            Setting::ReadyFile => "--ready-file",
+            Setting::ReadyTo => "--ready-to",
+            Setting::Bind => "--bind",
+            Setting::Log => "--debug/--quiet",
+        }
+    }
+
+    fn var(self) -> &'static str {
+        match self {
+            Setting::Hosts => "ROLLCALL_HOSTS",
+            Setting::Name => "ROLLCALL_NAME",
+            Setting::Port => "ROLLCALL_PORT",
+            Setting::Timeout => "ROLLCALL_TIMEOUT",
+            Setting::Interval => "ROLLCALL_INTERVAL",
+            Setting::Barrier => "ROLLCALL_BARRIER",
+            Setting::ReadyFile => "ROLLCALL_READY_FILE",
+            Setting::ReadyTo => "ROLLCALL_READY_TO",
+            Setting::Bind => "ROLLCALL_BIND",
+            Setting::Log => "ROLLCALL_LOG",
+        }
+    }
+}
+
+/// A raw value and where it came from, for error messages.
+struct Raw {
+    value: OsString,
+    from: &'static str,
+}
+
+impl Raw {
+    fn text(&self) -> Result<&str, UsageError> {
+        self.value
+            .to_str()
+            .ok_or_else(|| UsageError(format!("{}: the value is not valid UTF-8", self.from)))
+    }
+
+    fn bad(&self, why: impl fmt::Display) -> UsageError {
+        UsageError(format!(
+            "invalid value '{}' for {}: {why}",
+            self.value.to_string_lossy(),
+            self.from
+        ))
+    }
+
+    fn duration(&self) -> Result<Duration, UsageError> {
+        let d = humantime::parse_duration(self.text()?).map_err(|e| self.bad(e))?;
+        if d.is_zero() {
+            return Err(self.bad("must be more than zero"));
+        }
+        Ok(d)
+    }
+}
+
+/// Parses `args` (without the program name), falling back on `env` for
+/// each setting no flag gave.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Command, UsageError> {
+    let mut raw: [Option<Raw>; Setting::ALL.len()] = Default::default();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        let (setting, value) = match arg {
+            Short('h') | Long("hosts") => {
+                let flag = if arg == Short('h') { "-h" } else { "--hosts" };
+                let value = parser.value().map_err(|_| {
+                    UsageError(format!(
+                        "{flag} takes the hosts file, as in '{flag} hosts.txt'; for help use --help"
+                    ))
+                })?;
+                (Setting::Hosts, value)
+            }
+            Short('n') | Long("name") => (Setting::Name, parser.value()?),
+            Short('p') | Long("port") => (Setting::Port, parser.value()?),
+            Short('t') | Long("timeout") => (Setting::Timeout, parser.value()?),
+            Short('i') | Long("interval") => (Setting::Interval, parser.value()?),
+            Long("barrier") => (Setting::Barrier, "1".into()),
+            Long("ready-file") => (Setting::ReadyFile, parser.value()?),
+            Long("ready-to") => (Setting::ReadyTo, parser.value()?),
+            Long("bind") => (Setting::Bind, parser.value()?),
+            Short('d') | Long("debug") => (Setting::Log, "debug".into()),
+            Short('q') | Long("quiet") => (Setting::Log, "quiet".into()),
+            Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            _ => return Err(arg.unexpected().into()),
+        };
+        let slot = &mut raw[setting as usize];
+        if let (Setting::Log, Some(prev)) = (setting, slot.as_ref())
+            && prev.value != value
+        {
+            return Err(UsageError("--debug and --quiet exclude each other".into()));
+        }
+        *slot = Some(Raw {
+            value,
+            from: setting.flag(),
+        });
+    }
+    for setting in Setting::ALL {
+        let slot = &mut raw[setting as usize];
+        if slot.is_none() {
+            *slot = env(setting.var())
+                .filter(|v| !v.is_empty())
+                .map(|value| Raw {
+                    value,
+                    from: setting.var(),
+                });
+        }
+    }
+    let [
+        hosts,
+        name,
+        port,
+        timeout,
+        interval,
+        barrier,
+        ready_file,
+        ready_to,
+        bind,
+        log,
+    ] = raw;
+
+    let hosts = hosts.map(|r| PathBuf::from(r.value)).ok_or_else(|| {
+        UsageError("no hosts file: give -h FILE (or set ROLLCALL_HOSTS); see --help".into())
+    })?;
+    let name = name.map(|r| r.text().map(str::to_string)).transpose()?;
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(r) => match r.text()?.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(r.bad("expected a port from 1 to 65535")),
+            Ok(p) => p,
+        },
+    };
+    let timeout = timeout.map_or(Ok(DEFAULT_TIMEOUT), |r| r.duration())?;
+    let interval = interval.map_or(Ok(DEFAULT_INTERVAL), |r| r.duration())?;
+    let barrier = match barrier {
+        None => false,
+        Some(r) => match r.text()?.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(r.bad("expected 1 or 0")),
+        },
+    };
+    let ready_file = ready_file.map(|r| PathBuf::from(r.value));
+    let ready_to = match ready_to {
+        None => ReadyTo::Stdout,
+        Some(r) => match r.text()? {
+            "stdout" => ReadyTo::Stdout,
+            "stderr" => ReadyTo::Stderr,
+            _ => return Err(r.bad("expected stdout or stderr")),
+        },
+    };
+    let bind = match bind {
+        None => None,
+        Some(r) => {
+            let text = r.text()?;
+            let text = text.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = text.parse::<IpAddr>() {
+                Some(Bind::Ip(ip))
+            } else {
+                let addr = r.text()?.parse::<SocketAddr>().map_err(|_| {
+                    r.bad("expected an IP address or IP:PORT, as in 0.0.0.0 or [::1]:7610")
+                })?;
+                Some(Bind::Addr(addr))
+            }
+        }
+    };
+    let log = match log {
+        None => LogLevel::Info,
+        Some(r) => match r.text()? {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "quiet" | "warn" => LogLevel::Quiet,
+            _ => return Err(r.bad("expected debug, info or quiet")),
+        },
+    };
+    Ok(Command::Run(Config {
+        hosts,
+        name,
+        port,
+        timeout,
+        interval,
+        barrier,
+        ready_file,
+        ready_to,
+        bind,
+        log,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, OsString)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        match parse(args.iter().map(OsString::from), lookup) {
+            Ok(Command::Run(c)) => Ok(c),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&["-h", "hosts.txt"], &[]).unwrap();
+        assert_eq!(c.hosts, PathBuf::from("hosts.txt"));
+        assert_eq!(c.name, None);
+        assert_eq!(c.port, 7610);
+        assert_eq!(c.timeout, Duration::from_secs(120));
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert!(!c.barrier);
+        assert_eq!(c.ready_to, ReadyTo::Stdout);
+        assert_eq!(c.bind, None);
+        assert_eq!(c.log, LogLevel::Info);
+    }
+
+    #[test]
+    fn every_flag() {
+        let c = run(
+            &[
+                "--hosts=h",
+                "-n",
+                "peer2",
+                "-p",
+                "9000",
+                "-t",
+                "1m30s",
+                "-i",
+                "500ms",
+                "--barrier",
+                "--ready-file",
+                "/tmp/r",
+                "--ready-to",
+                "stderr",
+                "--bind",
+                "[::1]:7000",
+                "-q",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("peer2"));
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.timeout, Duration::from_secs(90));
+        assert_eq!(c.interval, Duration::from_millis(500));
+        assert!(c.barrier);
+        assert_eq!(c.ready_file, Some(PathBuf::from("/tmp/r")));
+        assert_eq!(c.ready_to, ReadyTo::Stderr);
+        assert_eq!(c.bind, Some(Bind::Addr("[::1]:7000".parse().unwrap())));
+        assert_eq!(c.log, LogLevel::Quiet);
+        assert_eq!(
+            run(&["-h", "h", "--bind", "127.0.0.2"], &[]).unwrap().bind,
+            Some(Bind::Ip("127.0.0.2".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn environment_fills_in_and_flags_win() {
+        let env = [
+            ("ROLLCALL_HOSTS", "/etc/h"),
+            ("ROLLCALL_NAME", "peer3"),
+            ("ROLLCALL_TIMEOUT", "10s"),
+            ("ROLLCALL_BARRIER", "true"),
+            ("ROLLCALL_LOG", "debug"),
+        ];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.hosts, PathBuf::from("/etc/h"));
+        assert_eq!(c.name.as_deref(), Some("peer3"));
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert!(c.barrier);
+        assert_eq!(c.log, LogLevel::Debug);
+        let c = run(&["-h", "mine", "-n", "peer1", "-t", "5s", "-q"], &env).unwrap();
+        assert_eq!(c.hosts, PathBuf::from("mine"));
+        assert_eq!(c.name.as_deref(), Some("peer1"));
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.log, LogLevel::Quiet);
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_variable() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&["-h"], &[], "--help"),
+            (&[], &[], "no hosts file"),
+            (&["-h", "h", "--frobnicate"], &[], "--frobnicate"),
+            (&["-h", "h", "-t", "soon"], &[], "--timeout"),
+            (&["-h", "h", "-i", "0s"], &[], "--interval"),
+            (&["-h", "h", "-p", "0"], &[], "--port"),
+            (&["-h", "h", "-p", "99999"], &[], "--port"),
+            (&["-h", "h", "--ready-to", "file"], &[], "--ready-to"),
+            (&["-h", "h", "--bind", "here"], &[], "--bind"),
+            (&["-h", "h", "-d", "-q"], &[], "exclude"),
+            (&["-h", "h", "extra"], &[], "extra"),
+            (&["-h", "h", "-t"], &[], "'-t'"),
+            (
+                &["-h", "h"],
+                &[("ROLLCALL_TIMEOUT", "x")],
+                "ROLLCALL_TIMEOUT",
+            ),
+            (
+                &["-h", "h"],
+                &[("ROLLCALL_BARRIER", "maybe")],
+                "ROLLCALL_BARRIER",
+            ),
+            (&["-h", "h"], &[("ROLLCALL_LOG", "loud")], "ROLLCALL_LOG"),
+        ];
+        for (args, env, needle) in cases {
+            let err = run(args, env).expect_err(&format!("{args:?}"));
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        let none = |_: &str| None;
+        assert_eq!(parse(["--help".into()], none), Ok(Command::Help));
+        assert_eq!(parse(["-V".into()], none), Ok(Command::Version));
+        for flag in [
+            "--hosts",
+            "--name",
+            "--port",
+            "--timeout",
+            "--interval",
+            "--barrier",
+            "--ready-file",
+            "--ready-to",
+            "--bind",
+            "--debug",
+            "--quiet",
+            "--version",
+            "124",
+            "143",
+        ] {
+            assert!(HELP.contains(flag), "help lacks {flag}");
+        }
+        for s in Setting::ALL {
+            assert!(HELP.contains(s.var()), "help lacks {}", s.var());
+        }
+    }
+}

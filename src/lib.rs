@@ -1,0 +1,49 @@
+//! rollcall: a serverless start-up barrier over UDP.
+//!
+//! Peers listed in a hosts file heartbeat each other and acknowledge what
+//! they hear; once a peer has exchanged both ways with every other peer it
+//! announces `READY`. See `DESIGN` in the README for the map:
+//!
+//! - [`cli`]: flags and environment into a [`cli::Config`];
+//! - [`hosts`]: the hosts file, pure;
+//! - [`wire`]: the datagram format, pure and total;
+//! - [`machine`]: the protocol as a pure state machine;
+//! - [`runtime`]: the mio event loop, the only place with I/O.
+
+pub mod cli;
+pub mod hosts;
+pub mod machine;
+pub mod runtime;
+pub mod wire;
+
+/// The process's exit status: part of the interface, documented in the
+/// README and `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// READY was reached: the timeout ran out after READY, or the barrier
+    /// completed.
+    Ready,
+    /// A runtime failure, such as the socket failing.
+    Failure,
+    /// A usage or configuration error.
+    Usage,
+    /// The timeout ran out before READY.
+    Timeout,
+    /// Stopped by SIGINT.
+    Interrupted,
+    /// Stopped by SIGTERM.
+    Terminated,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ready => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Timeout => 124,
+            Exit::Interrupted => 130,
+            Exit::Terminated => 143,
+        }
+    }
+}

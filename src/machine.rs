@@ -1,0 +1,1093 @@
+//! The protocol, as a pure state machine.
+//!
+//! Everything about heartbeats, acknowledgements, retransmission, restarts
+//! and READY is decided here and nowhere else. The machine owns no socket,
+//! reads no clock and draws no randomness of its own: the driver hands it
+//! one [`Input`] at a time with the current [`Instant`], and it answers
+//! with [`Action`]s (send this, resolve that, announce READY, log this,
+//! exit) and with its next deadline ([`Node::next_deadline`]). Its jitter
+//! comes from a generator seeded by the driver, so a seed replays a run.
+//!
+//! A node moves forward through its [`State`]s and never back:
+//!
+//! ```text
+//!  Discovering ──all addresses known──▶ Exchanging ──exchanged with all──▶ Ready
+//!       │                                   │                               │
+//!       └──────── timeout, signal ──────────┴──── timeout, signal, barrier ─┴──▶ Draining ─▶ exit
+//! ```
+//!
+//! Exchanged with a peer means: we received a heartbeat from its current
+//! incarnation (and acknowledged it), and it acknowledged one of ours.
+//! A restarted peer (a new incarnation) resets that peer's record only; a
+//! node that is Ready stays Ready and exchanges with the newcomer.
+
+use std::fmt;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use crate::Exit;
+use crate::hosts::{Entry, Host};
+use crate::wire::{DecodeError, Flags, Kind, Message};
+
+/// How often at most the machine raises a warning about dropped datagrams.
+const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// The least time between two resolutions of one peer's name.
+const RESOLVE_MIN_GAP: Duration = Duration::from_millis(250);
+/// At most this many addresses are kept for one name.
+const MAX_ADDRS: usize = 8;
+
+/// What the node is doing. The node moves forward through these states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Some peers' addresses are not known yet: their names do not resolve
+    /// yet. Peers already known are heartbeated meanwhile.
+    Discovering,
+    /// Every address is known; heartbeats or acknowledgements are still
+    /// missing from some peers.
+    Exchanging,
+    /// Exchanged with every peer, READY announced; still answering and
+    /// heartbeating until the timeout (or, with `--barrier`, until every
+    /// peer is READY too).
+    Ready { since: Instant },
+    /// A stop was decided. Datagrams are still answered until `until`,
+    /// then the node exits for `reason`.
+    Draining { until: Instant, reason: Reason },
+}
+
+/// The timing of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Heartbeat interval once a peer has acknowledged us; also the cap of
+    /// the retransmission and resolution backoffs.
+    pub interval: Duration,
+    /// Total run time, from [`Input::Start`].
+    pub timeout: Duration,
+    /// Leave as soon as every peer is READY, instead of at the timeout.
+    pub barrier: bool,
+}
+
+impl Params {
+    /// First retransmission timeout: well below the interval, doubling up
+    /// to it.
+    pub fn initial_rto(&self) -> Duration {
+        (self.interval / 20).clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
+
+    /// A peer not heard from for this long is reported silent, and its name
+    /// is resolved again.
+    pub fn silent_after(&self) -> Duration {
+        self.interval * 3
+    }
+
+    /// How long a node that has passed the barrier keeps answering.
+    pub fn linger(&self) -> Duration {
+        self.interval
+    }
+}
+
+/// Why a node exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The timeout ran out after READY.
+    TimeoutAfterReady(Duration),
+    /// The timeout ran out before READY.
+    TimeoutBeforeReady(Duration),
+    /// Every peer is READY and has said so.
+    BarrierComplete,
+    /// Every peer is READY; not every peer confirmed within the linger.
+    BarrierLingered,
+    /// SIGINT or SIGTERM.
+    Stopped(Stop),
+}
+
+impl Reason {
+    pub fn exit(self) -> Exit {
+        match self {
+            Reason::TimeoutAfterReady(_) | Reason::BarrierComplete | Reason::BarrierLingered => {
+                Exit::Ready
+            }
+            Reason::TimeoutBeforeReady(_) => Exit::Timeout,
+            Reason::Stopped(Stop::Interrupt) => Exit::Interrupted,
+            Reason::Stopped(Stop::Terminate) => Exit::Terminated,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::TimeoutAfterReady(t) => write!(f, "timeout of {} reached", pretty(*t)),
+            Reason::TimeoutBeforeReady(t) => {
+                write!(f, "timed out after {} before READY", pretty(*t))
+            }
+            Reason::BarrierComplete => write!(f, "barrier complete: every peer is READY"),
+            Reason::BarrierLingered => {
+                write!(f, "barrier passed: every peer is READY (linger over)")
+            }
+            Reason::Stopped(Stop::Interrupt) => write!(f, "stopped by SIGINT"),
+            Reason::Stopped(Stop::Terminate) => write!(f, "stopped by SIGTERM"),
+        }
+    }
+}
+
+/// A stop request from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+/// One thing that happened to the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The node starts: the timeout counts from here.
+    Start,
+    /// The answer to an [`Action::Resolve`] for the peer with this entry id.
+    Resolved {
+        peer: u16,
+        result: Result<Vec<SocketAddr>, String>,
+    },
+    /// A datagram arrived from `from`.
+    Datagram {
+        from: SocketAddr,
+        message: Result<Message, DecodeError>,
+    },
+    /// A deadline may have passed.
+    Tick,
+    /// A stop was requested.
+    Stop(Stop),
+}
+
+/// One thing the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        to: SocketAddr,
+        message: Message,
+    },
+    /// Resolve `host` off the loop and answer with [`Input::Resolved`].
+    Resolve {
+        peer: u16,
+        host: String,
+        port: u16,
+    },
+    /// Announce READY. Happens at most once.
+    Ready,
+    /// Something worth logging.
+    Event(Event),
+    /// Leave the loop.
+    Exit(Reason),
+}
+
+/// Why a datagram was not believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    Malformed(DecodeError),
+    /// Sent by a peer with another hosts list.
+    HostsMismatch,
+    /// Addressed to another entry id.
+    NotForUs,
+    /// Claims an entry id that is not a peer.
+    UnknownSender,
+    /// Claims a peer whose name does not resolve (yet).
+    Unresolved,
+    /// Claims a peer but comes from another address.
+    WrongAddress,
+    /// From an earlier incarnation of its sender.
+    Stale,
+    /// An acknowledgement of something we never sent.
+    BogusAck,
+}
+
+impl Drop {
+    /// Each reason's slot in [`Stats::dropped`].
+    pub const COUNT: usize = 8;
+
+    fn index(self) -> usize {
+        match self {
+            Drop::Malformed(_) => 0,
+            Drop::HostsMismatch => 1,
+            Drop::NotForUs => 2,
+            Drop::UnknownSender => 3,
+            Drop::Unresolved => 4,
+            Drop::WrongAddress => 5,
+            Drop::Stale => 6,
+            Drop::BogusAck => 7,
+        }
+    }
+
+    /// Short names of the slots in [`Stats::dropped`], in order.
+    pub const NAMES: [&'static str; Drop::COUNT] = [
+        "malformed",
+        "other hosts list",
+        "addressed to another peer",
+        "unknown sender",
+        "unresolved sender",
+        "wrong source address",
+        "earlier incarnation",
+        "bogus acknowledgement",
+    ];
+}
+
+impl fmt::Display for Drop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drop::Malformed(e) => write!(f, "malformed: {e}"),
+            other => f.write_str(Drop::NAMES[other.index()]),
+        }
+    }
+}
+
+/// Counters the node keeps, for the log and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub heartbeats: u64,
+    pub acks: u64,
+    pub received: u64,
+    pub dropped: [u64; Drop::COUNT],
+}
+
+impl Stats {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// What a peer we are still waiting for lacks, for the timeout report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    pub peer: String,
+    pub addr: Option<SocketAddr>,
+    pub resolve_error: Option<String>,
+    pub heartbeat: bool,
+    pub ack: bool,
+    pub last_heard: Option<Duration>,
+    pub other_hosts_list: bool,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.peer)?;
+        let Some(addr) = self.addr else {
+            let why = self.resolve_error.as_deref().unwrap_or("not tried yet");
+            return write!(f, ": address not resolved ({why})");
+        };
+        if self.peer != addr.to_string() {
+            write!(f, " ({addr})")?;
+        }
+        f.write_str(":")?;
+        if self.other_hosts_list {
+            f.write_str(" runs with a different hosts list,")?;
+        }
+        if !self.heartbeat {
+            f.write_str(" no heartbeat received,")?;
+        }
+        if !self.ack {
+            f.write_str(" no acknowledgement received,")?;
+        }
+        match self.last_heard {
+            Some(ago) => write!(f, " last heard {} ago", pretty(ago)),
+            None => f.write_str(" never heard"),
+        }
+    }
+}
+
+/// Something worth logging. The driver chooses the level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A name resolved for the first time, or to a new address.
+    Resolved {
+        peer: String,
+        addr: SocketAddr,
+        previous: Option<SocketAddr>,
+    },
+    /// A name did not resolve; it is tried again in `retry`.
+    ResolveFailed {
+        peer: String,
+        error: String,
+        retry: Duration,
+        first: bool,
+    },
+    /// The exchange with `peer` is complete; `have` of `total` peers
+    /// (this one included) are.
+    Exchanged {
+        peer: String,
+        have: usize,
+        total: usize,
+    },
+    /// READY, with what it took.
+    Ready { after: Duration, stats: Stats },
+    /// A peer came back with a new incarnation.
+    Restarted { peer: String },
+    /// A peer has not been heard for `silent`.
+    Silent { peer: String, silent: Duration },
+    /// A silent peer was heard again.
+    Back { peer: String },
+    /// Every peer is READY; with `--barrier` the node now lingers.
+    AllReady { linger: Duration },
+    /// A datagram was not believed.
+    Dropped { reason: Drop, from: SocketAddr },
+    /// Datagrams are being dropped: rate-limited.
+    Dropping {
+        reason: Drop,
+        from: SocketAddr,
+        total: u64,
+    },
+    /// A peer runs with a different hosts list: said once per peer.
+    HostsMismatch { peer: String, from: SocketAddr },
+    /// The timeout ran out before READY: who is missing what.
+    TimedOut {
+        after: Duration,
+        total: usize,
+        missing: Vec<Missing>,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Resolved {
+                peer,
+                addr,
+                previous: None,
+            } => write!(f, "{peer} resolves to {addr}"),
+            Event::Resolved {
+                peer,
+                addr,
+                previous: Some(old),
+            } => write!(f, "{peer} moved from {old} to {addr}"),
+            Event::ResolveFailed {
+                peer, error, retry, ..
+            } => write!(
+                f,
+                "cannot resolve {peer} yet ({error}); retrying in {}",
+                pretty(*retry)
+            ),
+            Event::Exchanged { peer, have, total } => {
+                write!(f, "exchanged with {peer} ({have}/{total})")
+            }
+            Event::Ready { after, stats } => write!(
+                f,
+                "READY after {}: sent {} datagrams ({} heartbeats, {} acknowledgements), received {}",
+                pretty(*after),
+                stats.heartbeats + stats.acks,
+                stats.heartbeats,
+                stats.acks,
+                stats.received
+            ),
+            Event::Restarted { peer } => {
+                write!(f, "{peer} restarted (new incarnation): exchanging again")
+            }
+            Event::Silent { peer, silent } => {
+                write!(f, "{peer} silent for {}", pretty(*silent))
+            }
+            Event::Back { peer } => write!(f, "{peer} is heard again"),
+            Event::AllReady { linger } => write!(
+                f,
+                "every peer is READY: leaving once all confirm (at most {})",
+                pretty(*linger)
+            ),
+            Event::Dropped { reason, from } => {
+                write!(f, "dropped a datagram from {from}: {reason}")
+            }
+            Event::Dropping {
+                reason,
+                from,
+                total,
+            } => write!(
+                f,
+                "dropping datagrams ({total} so far); latest from {from}: {reason}"
+            ),
+            Event::HostsMismatch { peer, from } => write!(
+                f,
+                "{peer} ({from}) runs with a different hosts list: every peer must read the same hosts file"
+            ),
+            Event::TimedOut {
+                after,
+                total,
+                missing,
+            } => {
+                write!(
+                    f,
+                    "timed out after {} before READY: {} of {} peers missing",
+                    pretty(*after),
+                    missing.len(),
+                    total
+                )?;
+                for m in missing {
+                    write!(f, "\nmissing {m}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Durations in messages: milliseconds precision, humantime's spelling.
+pub fn pretty(d: Duration) -> humantime::FormattedDuration {
+    let rounded = if d >= Duration::from_secs(1) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else {
+        Duration::from_micros((d.as_micros() as u64 / 100) * 100)
+    };
+    humantime::format_duration(rounded)
+}
+
+/// Our record of one other peer.
+#[derive(Clone, Debug)]
+struct Peer {
+    /// Entry id, 1-based.
+    id: u16,
+    /// The entry as written.
+    name: String,
+    host: Host,
+    port: u16,
+    /// Where the name resolves; empty while unknown.
+    addrs: Vec<SocketAddr>,
+    /// Where the peer was last heard from, among `addrs`.
+    reply_to: Option<SocketAddr>,
+    /// A resolution is under way.
+    resolving: bool,
+    /// When to resolve the name (again).
+    resolve_at: Option<Instant>,
+    resolve_backoff: Duration,
+    last_resolve: Option<Instant>,
+    resolve_error: Option<String>,
+    /// The peer's incarnation as last heard.
+    incarnation: Option<u64>,
+    /// When a heartbeat of this incarnation last arrived.
+    heartbeat: Option<Instant>,
+    /// When an acknowledgement of ours by this incarnation last arrived.
+    ack: Option<Instant>,
+    /// The highest of our sequence numbers it acknowledged.
+    acked_seq: u64,
+    /// Its flags as last heard.
+    flags: Flags,
+    last_heard: Option<Instant>,
+    /// Reported silent, not heard since.
+    silent: bool,
+    /// When our next heartbeat to it is due.
+    next_heartbeat: Option<Instant>,
+    /// Retransmission timeout for the next unacknowledged heartbeat.
+    rto: Duration,
+    /// Datagrams with another hosts list came from its address.
+    other_hosts_list: bool,
+}
+
+impl Peer {
+    fn exchanged(&self) -> bool {
+        self.heartbeat.is_some() && self.ack.is_some()
+    }
+
+    /// It acknowledged a heartbeat carrying our current flags.
+    fn knows(&self, epoch: u64) -> bool {
+        self.acked_seq >= epoch
+    }
+
+    fn by_name(&self) -> bool {
+        matches!(self.host, Host::Name(_))
+    }
+
+    /// Where our datagrams to it go.
+    fn target(&self) -> Option<SocketAddr> {
+        self.reply_to.or_else(|| self.addrs.first().copied())
+    }
+
+    /// Forgets everything learned from an earlier incarnation.
+    fn forget(&mut self) {
+        self.heartbeat = None;
+        self.ack = None;
+        self.acked_seq = 0;
+        self.flags = Flags::default();
+    }
+}
+
+/// One peer's view of the cluster: the state machine.
+#[derive(Clone, Debug)]
+pub struct Node {
+    params: Params,
+    state: State,
+    /// Our entry id, 1-based.
+    me: u16,
+    total: usize,
+    hosts: u64,
+    incarnation: u64,
+    /// The others, in entry order.
+    peers: Vec<Peer>,
+    /// Our last heartbeat sequence number.
+    seq: u64,
+    /// The first sequence number sent with the current flags.
+    epoch: u64,
+    flags: Flags,
+    started: Option<Instant>,
+    ready_announced: bool,
+    finished: bool,
+    stats: Stats,
+    next_drop_warning: Option<Instant>,
+    rng: u64,
+}
+
+impl Node {
+    /// A node for entry `me` (0-based index into `entries`), with a
+    /// fingerprint `hosts` of the list, an `incarnation` new at every
+    /// process start, and a `seed` for its jitter.
+    pub fn new(
+        entries: &[Entry],
+        me: usize,
+        hosts: u64,
+        incarnation: u64,
+        seed: u64,
+        params: Params,
+    ) -> Node {
+        let rto = params.initial_rto();
+        let peers = entries
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != me)
+            .map(|(i, e)| Peer {
+                id: (i + 1) as u16,
+                name: e.text.clone(),
+                host: e.host.clone(),
+                port: e.port,
+                addrs: match e.host {
+                    Host::Ip(ip) => vec![SocketAddr::new(ip, e.port)],
+                    Host::Name(_) => Vec::new(),
+                },
+                reply_to: None,
+                resolving: false,
+                resolve_at: None,
+                resolve_backoff: rto.max(Duration::from_millis(10)).min(params.interval),
+                last_resolve: None,
+                resolve_error: None,
+                incarnation: None,
+                heartbeat: None,
+                ack: None,
+                acked_seq: 0,
+                flags: Flags::default(),
+                last_heard: None,
+                silent: false,
+                next_heartbeat: None,
+                rto,
+                other_hosts_list: false,
+            })
+            .collect();
+        Node {
+            params,
+            state: State::Discovering,
+            me: (me + 1) as u16,
+            total: entries.len(),
+            hosts,
+            incarnation,
+            peers,
+            seq: 0,
+            epoch: 1,
+            flags: Flags::default(),
+            started: None,
+            ready_announced: false,
+            finished: false,
+            stats: Stats::default(),
+            next_drop_warning: None,
+            rng: seed,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// True once [`Action::Exit`] was given: further inputs are ignored.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The earliest instant at which [`Input::Tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let started = self.started?;
+        let mut next = started + self.params.timeout;
+        if let State::Draining { until, .. } = self.state {
+            next = next.min(until);
+        }
+        let silent_after = self.params.silent_after();
+        for p in &self.peers {
+            let timers = [
+                p.next_heartbeat.filter(|_| !p.addrs.is_empty()),
+                p.resolve_at.filter(|_| !p.resolving),
+                p.last_heard.filter(|_| !p.silent).map(|t| t + silent_after),
+            ];
+            for t in timers.into_iter().flatten() {
+                next = next.min(t);
+            }
+        }
+        Some(next)
+    }
+
+    /// Feeds one input; appends what to do to `out`.
+    pub fn transition(&mut self, input: Input, now: Instant, out: &mut Vec<Action>) {
+        if self.finished {
+            return;
+        }
+        match input {
+            Input::Start => self.start(now, out),
+            Input::Resolved { peer, result } => self.resolved(peer, result, now, out),
+            Input::Datagram { from, message } => self.datagram(from, message, now, out),
+            Input::Tick => {}
+            Input::Stop(stop) => return self.finish(Reason::Stopped(stop), now, out),
+        }
+        if self.started.is_none() {
+            return;
+        }
+        self.advance(now, out);
+        if !self.finished {
+            self.timers(now, out);
+        }
+        if !self.finished {
+            self.send_due(now, out);
+        }
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.started.is_some() {
+            return;
+        }
+        self.started = Some(now);
+        for p in &mut self.peers {
+            match p.host {
+                Host::Ip(_) => p.next_heartbeat = Some(now),
+                Host::Name(_) => p.resolve_at = Some(now),
+            }
+        }
+        // Resolutions are requested by `timers`, heartbeats by `send_due`.
+        let _ = out;
+    }
+
+    fn slot(&self, id: u16) -> Option<usize> {
+        if id == 0 || id == self.me || usize::from(id) > self.total {
+            return None;
+        }
+        Some(usize::from(if id < self.me { id - 1 } else { id - 2 }))
+    }
+
+    fn resolved(
+        &mut self,
+        id: u16,
+        result: Result<Vec<SocketAddr>, String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(i) = self.slot(id) else { return };
+        let silent_after = self.params.silent_after();
+        let interval = self.params.interval;
+        let rto = self.params.initial_rto();
+        let jitter = jitter(&mut self.rng);
+        let p = &mut self.peers[i];
+        if !p.resolving {
+            return;
+        }
+        p.resolving = false;
+        p.last_resolve = Some(now);
+        let mut addrs: Vec<SocketAddr> = match result {
+            Ok(addrs) => addrs.into_iter().map(canonical).collect(),
+            Err(e) => {
+                p.resolve_error = Some(e);
+                Vec::new()
+            }
+        };
+        addrs.dedup();
+        addrs.truncate(MAX_ADDRS);
+        if addrs.is_empty() {
+            let retry = p.resolve_backoff.mul_f64(jitter);
+            p.resolve_backoff = (p.resolve_backoff * 2).min(interval);
+            p.resolve_at = Some(now + retry);
+            let error = p
+                .resolve_error
+                .get_or_insert_with(|| "no address".into())
+                .clone();
+            out.push(Action::Event(Event::ResolveFailed {
+                peer: p.name.clone(),
+                error,
+                retry,
+                first: p.addrs.is_empty() && p.resolve_backoff <= rto * 2,
+            }));
+            return;
+        }
+        p.resolve_error = None;
+        p.resolve_backoff = rto.max(Duration::from_millis(10)).min(interval);
+        p.resolve_at = Some(now + silent_after);
+        if addrs != p.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to) {
+            out.push(Action::Event(Event::Resolved {
+                peer: p.name.clone(),
+                addr: addrs[0],
+                previous: p.target(),
+            }));
+            p.reply_to = None;
+            p.next_heartbeat = Some(now);
+            p.rto = rto;
+        }
+        p.addrs = addrs;
+    }
+
+    fn datagram(
+        &mut self,
+        from: SocketAddr,
+        message: Result<Message, DecodeError>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let from = canonical(from);
+        let msg = match message {
+            Ok(m) => m,
+            Err(e) => return self.dropped(Drop::Malformed(e), from, now, out),
+        };
+        if msg.hosts != self.hosts {
+            if let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from))
+                && !p.other_hosts_list
+            {
+                p.other_hosts_list = true;
+                out.push(Action::Event(Event::HostsMismatch {
+                    peer: p.name.clone(),
+                    from,
+                }));
+            }
+            return self.dropped(Drop::HostsMismatch, from, now, out);
+        }
+        if msg.to != self.me {
+            return self.dropped(Drop::NotForUs, from, now, out);
+        }
+        let Some(i) = self.slot(msg.from) else {
+            return self.dropped(Drop::UnknownSender, from, now, out);
+        };
+        if !self.peers[i].addrs.contains(&from) {
+            let reason = if self.peers[i].addrs.is_empty() {
+                Drop::Unresolved
+            } else {
+                Drop::WrongAddress
+            };
+            // It may have moved (a restarted container): look again.
+            self.resolve_soon(i, now);
+            return self.dropped(reason, from, now, out);
+        }
+        let silent_after = self.params.silent_after();
+        let p = &mut self.peers[i];
+        match p.incarnation {
+            Some(cur) if cur == msg.incarnation => {}
+            Some(cur) => {
+                let long_silent = p.last_heard.is_none_or(|t| now - t >= silent_after);
+                if msg.incarnation < cur && !long_silent {
+                    return self.dropped(Drop::Stale, from, now, out);
+                }
+                p.incarnation = Some(msg.incarnation);
+                p.forget();
+                out.push(Action::Event(Event::Restarted {
+                    peer: p.name.clone(),
+                }));
+            }
+            None => p.incarnation = Some(msg.incarnation),
+        }
+        if msg.kind == Kind::Ack
+            && (msg.echo != self.incarnation || msg.seq == 0 || msg.seq > self.seq)
+        {
+            return self.dropped(Drop::BogusAck, from, now, out);
+        }
+        let was_exchanged = p.exchanged();
+        self.stats.received += 1;
+        p.reply_to = Some(from);
+        p.flags = msg.flags;
+        p.last_heard = Some(now);
+        if p.by_name() && !p.resolving {
+            p.resolve_at = Some(now + silent_after);
+        }
+        if p.silent {
+            p.silent = false;
+            out.push(Action::Event(Event::Back {
+                peer: p.name.clone(),
+            }));
+        }
+        match msg.kind {
+            Kind::Heartbeat => {
+                let first = p.heartbeat.is_none();
+                p.heartbeat = Some(now);
+                let ack = Message {
+                    kind: Kind::Ack,
+                    flags: self.flags,
+                    hosts: self.hosts,
+                    from: self.me,
+                    to: p.id,
+                    incarnation: self.incarnation,
+                    echo: msg.incarnation,
+                    seq: msg.seq,
+                };
+                out.push(Action::Send {
+                    to: from,
+                    message: ack,
+                });
+                self.stats.acks += 1;
+                // It is up now: do not make it wait for our next retransmission.
+                if first && !p.knows(self.epoch) {
+                    p.next_heartbeat = Some(now);
+                }
+            }
+            Kind::Ack => {
+                let knew = p.knows(self.epoch);
+                p.ack = Some(now);
+                p.acked_seq = p.acked_seq.max(msg.seq);
+                if !knew && p.knows(self.epoch) {
+                    p.rto = self.params.initial_rto();
+                    let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
+                    p.next_heartbeat = Some(now + steady);
+                }
+            }
+        }
+        let p = &self.peers[i];
+        if !was_exchanged && p.exchanged() {
+            let have = 1 + self.peers.iter().filter(|p| p.exchanged()).count();
+            out.push(Action::Event(Event::Exchanged {
+                peer: self.peers[i].name.clone(),
+                have,
+                total: self.total,
+            }));
+        }
+    }
+
+    fn dropped(&mut self, reason: Drop, from: SocketAddr, now: Instant, out: &mut Vec<Action>) {
+        self.stats.dropped[reason.index()] += 1;
+        out.push(Action::Event(Event::Dropped { reason, from }));
+        if self.next_drop_warning.is_none_or(|t| now >= t) {
+            self.next_drop_warning = Some(now + DROP_WARNING_EVERY);
+            out.push(Action::Event(Event::Dropping {
+                reason,
+                from,
+                total: self.stats.dropped_total(),
+            }));
+        }
+    }
+
+    /// Resolve peer `i`'s name again soon, at most once per
+    /// [`RESOLVE_MIN_GAP`].
+    fn resolve_soon(&mut self, i: usize, now: Instant) {
+        let p = &mut self.peers[i];
+        if !p.by_name() || p.resolving {
+            return;
+        }
+        let earliest = p
+            .last_resolve
+            .map_or(now, |t| (t + RESOLVE_MIN_GAP).max(now));
+        p.resolve_at = Some(p.resolve_at.map_or(earliest, |t| t.min(earliest)));
+    }
+
+    /// Moves the state forward as far as the records allow.
+    fn advance(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Discovering && self.peers.iter().all(|p| !p.addrs.is_empty()) {
+            self.state = State::Exchanging;
+        }
+        if matches!(self.state, State::Discovering | State::Exchanging)
+            && self.peers.iter().all(Peer::exchanged)
+        {
+            self.state = State::Ready { since: now };
+            if !self.ready_announced {
+                self.ready_announced = true;
+                out.push(Action::Ready);
+                out.push(Action::Event(Event::Ready {
+                    after: now - self.started.unwrap_or(now),
+                    stats: self.stats,
+                }));
+            }
+            self.set_flags(
+                Flags {
+                    ready: true,
+                    ..self.flags
+                },
+                now,
+            );
+        }
+        if self.params.barrier {
+            if matches!(self.state, State::Ready { .. }) && self.peers.iter().all(|p| p.flags.ready)
+            {
+                let linger = self.params.linger();
+                self.state = State::Draining {
+                    until: now + linger,
+                    reason: Reason::BarrierLingered,
+                };
+                if !self.peers.is_empty() {
+                    out.push(Action::Event(Event::AllReady { linger }));
+                }
+                self.set_flags(
+                    Flags {
+                        done: true,
+                        ..self.flags
+                    },
+                    now,
+                );
+            }
+            let epoch = self.epoch;
+            if matches!(self.state, State::Draining { .. })
+                && self.peers.iter().all(|p| p.flags.done && p.knows(epoch))
+            {
+                self.finish(Reason::BarrierComplete, now, out);
+            }
+        }
+    }
+
+    /// New flags: every peer is told at once, and until it acknowledges.
+    fn set_flags(&mut self, flags: Flags, now: Instant) {
+        if flags == self.flags {
+            return;
+        }
+        self.flags = flags;
+        self.epoch = self.seq + 1;
+        let rto = self.params.initial_rto();
+        for p in &mut self.peers {
+            p.next_heartbeat = Some(now);
+            p.rto = rto;
+        }
+    }
+
+    /// Whatever is due: the timeout, the end of a linger, resolutions,
+    /// silence.
+    fn timers(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(started) = self.started else { return };
+        if now >= started + self.params.timeout {
+            let after = self.params.timeout;
+            return match self.state {
+                State::Ready { .. } | State::Draining { .. } => {
+                    self.finish(Reason::TimeoutAfterReady(after), now, out)
+                }
+                State::Discovering | State::Exchanging => {
+                    let missing = self.missing(now);
+                    out.push(Action::Event(Event::TimedOut {
+                        after,
+                        total: self.total,
+                        missing,
+                    }));
+                    self.finish(Reason::TimeoutBeforeReady(after), now, out)
+                }
+            };
+        }
+        if let State::Draining { until, reason } = self.state
+            && now >= until
+        {
+            return self.finish(reason, now, out);
+        }
+        let silent_after = self.params.silent_after();
+        for p in &mut self.peers {
+            if !p.resolving
+                && p.resolve_at.is_some_and(|t| t <= now)
+                && let Host::Name(host) = &p.host
+            {
+                p.resolving = true;
+                p.resolve_at = None;
+                out.push(Action::Resolve {
+                    peer: p.id,
+                    host: host.clone(),
+                    port: p.port,
+                });
+            }
+            if let Some(heard) = p.last_heard
+                && !p.silent
+                && now >= heard + silent_after
+            {
+                p.silent = true;
+                out.push(Action::Event(Event::Silent {
+                    peer: p.name.clone(),
+                    silent: now - heard,
+                }));
+            }
+        }
+    }
+
+    /// Sends every heartbeat that is due and schedules the next one: on
+    /// the backoff while the peer has not acknowledged our current flags,
+    /// at the interval once it has.
+    fn send_due(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let interval = self.params.interval;
+        for i in 0..self.peers.len() {
+            let p = &self.peers[i];
+            let Some(to) = p.target() else { continue };
+            if p.next_heartbeat.is_none_or(|t| t > now) {
+                continue;
+            }
+            self.seq += 1;
+            let message = Message {
+                kind: Kind::Heartbeat,
+                flags: self.flags,
+                hosts: self.hosts,
+                from: self.me,
+                to: p.id,
+                incarnation: self.incarnation,
+                echo: 0,
+                seq: self.seq,
+            };
+            out.push(Action::Send { to, message });
+            self.stats.heartbeats += 1;
+            let factor = jitter(&mut self.rng);
+            let epoch = self.epoch;
+            let p = &mut self.peers[i];
+            let wait = if p.knows(epoch) {
+                interval
+            } else {
+                let rto = p.rto;
+                p.rto = (p.rto * 2).min(interval);
+                rto
+            };
+            p.next_heartbeat = Some(now + wait.mul_f64(factor));
+        }
+    }
+
+    fn finish(&mut self, reason: Reason, now: Instant, out: &mut Vec<Action>) {
+        self.state = State::Draining { until: now, reason };
+        self.finished = true;
+        out.push(Action::Exit(reason));
+    }
+
+    fn missing(&self, now: Instant) -> Vec<Missing> {
+        self.peers
+            .iter()
+            .filter(|p| !p.exchanged())
+            .map(|p| Missing {
+                peer: p.name.clone(),
+                addr: p.target(),
+                resolve_error: p.resolve_error.clone(),
+                heartbeat: p.heartbeat.is_some(),
+                ack: p.ack.is_some(),
+                last_heard: p.last_heard.map(|t| now - t),
+                other_hosts_list: p.other_hosts_list,
+            })
+            .collect()
+    }
+}
+
+/// A factor in [0.75, 1): timers fire a little early, never late, so that
+/// peers started together drift apart instead of beating in step.
+fn jitter(state: &mut u64) -> f64 {
+    // splitmix64
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    1.0 - 0.25 * ((z >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// IPv4 peers seen through a dual-stack socket arrive as `::ffff:a.b.c.d`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,761 @@
+//! The machine alone: hand-made instants, no sockets, no sleeping.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::hosts::{self, Entry};
+use crate::wire::{Flags, Kind, Message};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn params() -> Params {
+    Params {
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(120),
+        barrier: false,
+    }
+}
+
+fn entries(n: usize) -> Vec<Entry> {
+    let text: String = (1..=n)
+        .map(|i| format!("127.0.0.1:{}\n", 7000 + i))
+        .collect();
+    hosts::parse(&text, 7610).unwrap()
+}
+
+fn addr(id: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7000 + id))
+}
+
+/// Node with entry id `me` (1-based) of `n`, started at `t0`.
+fn node(n: usize, me: u16, p: Params, t0: Instant) -> (Node, Vec<Action>) {
+    let e = entries(n);
+    let mut node = Node::new(
+        &e,
+        usize::from(me - 1),
+        hosts::fingerprint(&e),
+        1000 + u64::from(me),
+        7,
+        p,
+    );
+    let mut out = Vec::new();
+    node.transition(Input::Start, t0, &mut out);
+    (node, out)
+}
+
+fn sends(actions: &[Action]) -> Vec<(SocketAddr, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, message } => Some((*to, *message)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn heartbeats_to(actions: &[Action], to: SocketAddr) -> Vec<Message> {
+    sends(actions)
+        .into_iter()
+        .filter(|(a, m)| *a == to && m.kind == Kind::Heartbeat)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+fn has_ready(actions: &[Action]) -> bool {
+    actions.iter().any(|a| matches!(a, Action::Ready))
+}
+
+fn exit_of(actions: &[Action]) -> Option<Reason> {
+    actions.iter().find_map(|a| match a {
+        Action::Exit(r) => Some(*r),
+        _ => None,
+    })
+}
+
+fn step(node: &mut Node, input: Input, now: Instant) -> Vec<Action> {
+    let mut out = Vec::new();
+    node.transition(input, now, &mut out);
+    out
+}
+
+fn deliver(node: &mut Node, from: SocketAddr, m: Message, now: Instant) -> Vec<Action> {
+    step(
+        node,
+        Input::Datagram {
+            from,
+            message: Ok(m),
+        },
+        now,
+    )
+}
+
+/// A heartbeat as peer `from` (incarnation `inc`) would send it to `to`.
+fn hb(hosts: u64, from: u16, to: u16, inc: u64, seq: u64) -> Message {
+    Message {
+        kind: Kind::Heartbeat,
+        flags: Flags::default(),
+        hosts,
+        from,
+        to,
+        incarnation: inc,
+        echo: 0,
+        seq,
+    }
+}
+
+fn ack_of(heartbeat: &Message, inc: u64) -> Message {
+    Message {
+        kind: Kind::Ack,
+        from: heartbeat.to,
+        to: heartbeat.from,
+        incarnation: inc,
+        echo: heartbeat.incarnation,
+        ..*heartbeat
+    }
+}
+
+/// A loss-free network of nodes on 127.0.0.1, delivering in order, each
+/// datagram `latency` after it was sent.
+struct Net {
+    nodes: Vec<Option<Node>>,
+    queue: VecDeque<(Instant, SocketAddr, SocketAddr, Message)>,
+    now: Instant,
+    latency: Duration,
+    ready_at: Vec<Option<Instant>>,
+    exits: Vec<Option<Reason>>,
+    sent: Vec<usize>,
+}
+
+impl Net {
+    fn new(n: usize, t0: Instant) -> Net {
+        Net {
+            nodes: (0..n).map(|_| None).collect(),
+            queue: VecDeque::new(),
+            now: t0,
+            latency: Duration::from_micros(100),
+            ready_at: vec![None; n],
+            exits: vec![None; n],
+            sent: vec![0; n],
+        }
+    }
+
+    fn start(&mut self, i: usize, p: Params, incarnation: u64) {
+        let e = entries(self.nodes.len());
+        let node = Node::new(&e, i, hosts::fingerprint(&e), incarnation, i as u64, p);
+        self.nodes[i] = Some(node);
+        self.input(i, Input::Start);
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        node.transition(input, self.now, &mut out);
+        for a in out {
+            match a {
+                Action::Send { to, message } => {
+                    self.sent[i] += 1;
+                    self.queue.push_back((
+                        self.now + self.latency,
+                        addr(i as u16 + 1),
+                        to,
+                        message,
+                    ));
+                }
+                Action::Ready => {
+                    assert!(self.ready_at[i].is_none(), "READY twice");
+                    self.ready_at[i] = Some(self.now);
+                }
+                Action::Exit(r) => self.exits[i] = Some(r),
+                Action::Resolve { .. } | Action::Event(_) => {}
+            }
+        }
+    }
+
+    /// Runs until `until`, delivering datagrams and firing deadlines.
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            let next_deadline = self
+                .nodes
+                .iter()
+                .flatten()
+                .filter_map(Node::next_deadline)
+                .min();
+            let next_packet = self.queue.front().map(|q| q.0);
+            let next = match (next_deadline, next_packet) {
+                (Some(a), Some(b)) => a.min(b),
+                (None, None) => until + MS,
+                (a, b) => a.or(b).unwrap(),
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            if next_packet == Some(next) {
+                let (_, from, to, message) = self.queue.pop_front().unwrap();
+                let i = usize::from(to.port() - 7001);
+                self.input(
+                    i,
+                    Input::Datagram {
+                        from,
+                        message: Ok(message),
+                    },
+                );
+            } else {
+                for i in 0..self.nodes.len() {
+                    let due = self.nodes[i]
+                        .as_ref()
+                        .and_then(Node::next_deadline)
+                        .is_some_and(|d| d <= self.now);
+                    if due {
+                        self.input(i, Input::Tick);
+                    }
+                }
+            }
+        }
+        let states: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| (n.state(), n.next_deadline()))
+            .collect();
+        panic!("the network does not settle at {:?}: {states:?}", self.now);
+    }
+}
+
+#[test]
+fn start_heartbeats_every_known_peer_at_once() {
+    let t0 = Instant::now();
+    let (n, out) = node(4, 2, params(), t0);
+    let targets: Vec<SocketAddr> = sends(&out).iter().map(|s| s.0).collect();
+    assert_eq!(targets, vec![addr(1), addr(3), addr(4)]);
+    for (_, m) in sends(&out) {
+        assert_eq!(m.kind, Kind::Heartbeat);
+        assert_eq!(m.from, 2);
+        assert!(!m.flags.ready);
+    }
+    assert_eq!(n.state(), State::Exchanging);
+}
+
+#[test]
+fn names_are_resolved_and_then_heartbeated() {
+    let t0 = Instant::now();
+    let e = hosts::parse("peer1\npeer2:9000\n", 7610).unwrap();
+    let mut n = Node::new(&e, 0, hosts::fingerprint(&e), 1, 1, params());
+    let out = step(&mut n, Input::Start, t0);
+    assert_eq!(
+        out,
+        vec![Action::Resolve {
+            peer: 2,
+            host: "peer2".into(),
+            port: 9000
+        }]
+    );
+    assert_eq!(n.state(), State::Discovering);
+    // Failure: retried with backoff, not an error.
+    let out = step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Err("not known".into()),
+        },
+        t0 + MS,
+    );
+    assert!(matches!(
+        &out[..],
+        [Action::Event(Event::ResolveFailed { first: true, .. })]
+    ));
+    let retry = n.next_deadline().unwrap();
+    assert!(retry > t0 + MS && retry <= t0 + MS + Duration::from_millis(100));
+    let out = step(&mut n, Input::Tick, retry);
+    assert!(matches!(&out[..], [Action::Resolve { peer: 2, .. }]));
+    // Success: heartbeat at once, now Exchanging.
+    let at: SocketAddr = "10.1.2.3:9000".parse().unwrap();
+    let out = step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Ok(vec![at]),
+        },
+        retry + MS,
+    );
+    assert_eq!(heartbeats_to(&out, at).len(), 1);
+    assert_eq!(n.state(), State::Exchanging);
+}
+
+#[test]
+fn heartbeat_is_acknowledged_and_answered_at_once() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 1), t0 + 5 * MS);
+    let s = sends(&out);
+    assert_eq!(s.len(), 2, "{out:?}");
+    assert_eq!(s[0].0, addr(2));
+    assert_eq!(s[0].1.kind, Kind::Ack);
+    assert_eq!((s[0].1.echo, s[0].1.seq), (555, 1));
+    assert_eq!(
+        s[1].1.kind,
+        Kind::Heartbeat,
+        "our own heartbeat goes at once"
+    );
+    // A second heartbeat is only acknowledged.
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 2), t0 + 6 * MS);
+    assert_eq!(sends(&out).len(), 1);
+}
+
+#[test]
+fn ready_needs_both_a_heartbeat_and_an_acknowledgement() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    let ours = heartbeats_to(&out, addr(2))[0];
+    let out = deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS);
+    assert!(!has_ready(&out));
+    assert_eq!(n.state(), State::Exchanging);
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + 2 * MS);
+    assert!(has_ready(&out));
+    assert!(matches!(n.state(), State::Ready { .. }));
+    // READY goes out to the peer at once, with the flag set.
+    let hbs = heartbeats_to(&out, addr(2));
+    assert_eq!(hbs.len(), 1);
+    assert!(hbs[0].flags.ready);
+}
+
+#[test]
+fn an_acknowledgement_for_another_incarnation_or_unsent_seq_is_dropped() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(2, 1, params(), t0);
+    let ours = heartbeats_to(&out, addr(2))[0];
+    let mut stale = ack_of(&ours, 9);
+    stale.echo = ours.incarnation - 1;
+    deliver(&mut n, addr(2), stale, t0 + MS);
+    let mut future = ack_of(&ours, 9);
+    future.seq = 99;
+    deliver(&mut n, addr(2), future, t0 + MS);
+    assert_eq!(n.stats().dropped[Drop::BogusAck.index()], 2);
+    let fp = hosts::fingerprint(&entries(2));
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + 2 * MS);
+    assert!(!has_ready(&out), "no real acknowledgement yet");
+}
+
+#[test]
+fn retransmission_backs_off_from_well_below_the_interval_up_to_it() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(2, 1, params(), t0);
+    let mut now = t0;
+    let mut gaps = Vec::new();
+    for _ in 0..10 {
+        let next = n.next_deadline().unwrap();
+        gaps.push(next - now);
+        now = next;
+        let out = step(&mut n, Input::Tick, now);
+        assert_eq!(heartbeats_to(&out, addr(2)).len(), 1);
+    }
+    let rto = params().initial_rto();
+    assert!(rto <= Duration::from_millis(100));
+    for (k, gap) in gaps.iter().enumerate() {
+        let nominal = (rto * 2u32.pow(k as u32)).min(params().interval);
+        assert!(
+            *gap <= nominal && *gap >= nominal.mul_f64(0.75),
+            "gap {k}: {gap:?} vs {nominal:?}"
+        );
+    }
+}
+
+#[test]
+fn once_acknowledged_heartbeats_go_at_the_interval() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(2, 1, params(), t0);
+    let ours = heartbeats_to(&out, addr(2))[0];
+    deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS);
+    let next = n.next_deadline().unwrap();
+    assert!(
+        next >= t0 + MS + params().interval.mul_f64(0.75),
+        "{:?}",
+        next - t0
+    );
+}
+
+#[test]
+fn datagrams_that_are_not_believable_are_dropped_and_counted() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(3, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(3));
+    let cases = [
+        (
+            addr(2),
+            Err(crate::wire::DecodeError::Magic),
+            Drop::Malformed(crate::wire::DecodeError::Magic),
+        ),
+        (addr(2), Ok(hb(fp ^ 1, 2, 1, 5, 1)), Drop::HostsMismatch),
+        (addr(2), Ok(hb(fp, 2, 3, 5, 1)), Drop::NotForUs),
+        (addr(2), Ok(hb(fp, 9, 1, 5, 1)), Drop::UnknownSender),
+        (addr(2), Ok(hb(fp, 1, 1, 5, 1)), Drop::UnknownSender),
+        (addr(3), Ok(hb(fp, 2, 1, 5, 1)), Drop::WrongAddress),
+    ];
+    for (from, message, reason) in cases {
+        let before = n.stats().dropped[reason.index()];
+        let out = step(&mut n, Input::Datagram { from, message }, t0 + MS);
+        assert!(sends(&out).is_empty(), "{reason:?}: nothing answered");
+        assert!(
+            out.contains(&Action::Event(Event::Dropped { reason, from })),
+            "{reason:?}: {out:?}"
+        );
+        assert_eq!(n.stats().dropped[reason.index()], before + 1, "{reason:?}");
+    }
+    // One rate-limited warning, not one per datagram.
+    assert_eq!(n.stats().dropped_total(), 6);
+}
+
+#[test]
+fn drop_warnings_are_rate_limited() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(2, 1, params(), t0);
+    let mut warnings = 0;
+    for k in 0..1000u32 {
+        let out = step(
+            &mut n,
+            Input::Datagram {
+                from: addr(9),
+                message: Err(crate::wire::DecodeError::Length(3)),
+            },
+            t0 + MS * k,
+        );
+        warnings += out
+            .iter()
+            .filter(|a| matches!(a, Action::Event(Event::Dropping { .. })))
+            .count();
+    }
+    assert_eq!(warnings, 1, "one warning in the first second");
+}
+
+#[test]
+fn a_peer_with_another_hosts_list_is_named_once_and_reported_at_the_timeout() {
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(3),
+        ..params()
+    };
+    let (mut n, _) = node(2, 1, p, t0);
+    let mut named = 0;
+    for k in 0..3 {
+        let out = deliver(&mut n, addr(2), hb(1234, 2, 1, 5, k + 1), t0 + MS);
+        named += out
+            .iter()
+            .filter(|a| matches!(a, Action::Event(Event::HostsMismatch { .. })))
+            .count();
+    }
+    assert_eq!(named, 1);
+    let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(3));
+    let Some(Action::Event(Event::TimedOut { missing, .. })) = out
+        .iter()
+        .find(|a| matches!(a, Action::Event(Event::TimedOut { .. })))
+    else {
+        panic!("no timeout report: {out:?}")
+    };
+    assert!(missing[0].other_hosts_list);
+    assert!(missing[0].to_string().contains("different hosts list"));
+}
+
+#[test]
+fn timeout_before_ready_names_every_missing_peer_and_exits_124() {
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(5),
+        ..params()
+    };
+    let (mut n, out) = node(3, 1, p, t0);
+    // Peer 2 answers everything; peer 3 only acknowledges.
+    let fp = hosts::fingerprint(&entries(3));
+    let to2 = heartbeats_to(&out, addr(2))[0];
+    let to3 = heartbeats_to(&out, addr(3))[0];
+    deliver(&mut n, addr(2), ack_of(&to2, 20), t0 + MS);
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 20, 1), t0 + MS);
+    deliver(&mut n, addr(3), ack_of(&to3, 30), t0 + MS);
+    let mut out = Vec::new();
+    let mut now = t0;
+    while exit_of(&out).is_none() {
+        now = n.next_deadline().expect("a deadline before the exit");
+        out = step(&mut n, Input::Tick, now);
+    }
+    assert_eq!(now, t0 + Duration::from_secs(5));
+    assert_eq!(exit_of(&out), Some(Reason::TimeoutBeforeReady(p.timeout)));
+    assert_eq!(Reason::TimeoutBeforeReady(p.timeout).exit().code(), 124);
+    let report = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Event(e @ Event::TimedOut { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(report.contains("1 of 3 peers missing"), "{report}");
+    assert!(
+        report.contains("missing 127.0.0.1:7003: no heartbeat received, last heard"),
+        "{report}"
+    );
+    assert!(!report.contains("7002"), "{report}");
+    assert!(n.finished());
+    assert!(
+        step(&mut n, Input::Tick, now + MS).is_empty(),
+        "nothing after the exit"
+    );
+}
+
+#[test]
+fn timeout_after_ready_exits_0() {
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(1),
+        ..params()
+    };
+    let (mut n, out) = node(1, 1, p, t0);
+    assert!(has_ready(&out), "a single entry is READY at once");
+    let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(1));
+    assert_eq!(exit_of(&out), Some(Reason::TimeoutAfterReady(p.timeout)));
+    assert_eq!(Reason::TimeoutAfterReady(p.timeout).exit().code(), 0);
+}
+
+#[test]
+fn signals_stop_at_once_with_their_codes() {
+    for (stop, code) in [(Stop::Interrupt, 130), (Stop::Terminate, 143)] {
+        let t0 = Instant::now();
+        let (mut n, _) = node(3, 1, params(), t0);
+        let out = step(&mut n, Input::Stop(stop), t0 + MS);
+        assert_eq!(exit_of(&out).map(|r| r.exit().code()), Some(code));
+        assert!(n.finished());
+    }
+}
+
+#[test]
+fn a_cluster_becomes_ready_within_a_round_trip_of_the_last_start() {
+    let t0 = Instant::now();
+    let n = 16;
+    let mut net = Net::new(n, t0);
+    for i in 0..n - 1 {
+        net.start(i, params(), 100 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_secs(10));
+    assert!(net.ready_at.iter().all(Option::is_none));
+    let last_start = net.now;
+    net.start(n - 1, params(), 999);
+    net.run_until(last_start + Duration::from_secs(1));
+    for (i, r) in net.ready_at.iter().enumerate() {
+        let r = r.unwrap_or_else(|| panic!("node {i} not READY"));
+        // Three one-way trips: its heartbeat, their answer, its ack.
+        assert!(
+            r - last_start <= net.latency * 3,
+            "node {i}: {:?}",
+            r - last_start
+        );
+    }
+}
+
+#[test]
+fn a_restarted_peer_is_exchanged_with_again_and_ready_is_not_repeated() {
+    let t0 = Instant::now();
+    let mut net = Net::new(3, t0);
+    for i in 0..3 {
+        net.start(i, params(), 10 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_secs(1));
+    assert!(net.ready_at.iter().all(Option::is_some));
+    // Peer 2 crashes and comes back with a new incarnation.
+    net.nodes[1] = None;
+    net.ready_at[1] = None;
+    net.run_until(t0 + Duration::from_secs(3));
+    net.start(1, params(), 50);
+    let restart = net.now;
+    net.run_until(restart + Duration::from_secs(1));
+    assert!(net.ready_at[1].is_some_and(|r| r - restart <= net.latency * 3));
+    for i in [0, 2] {
+        let node = net.nodes[i].as_ref().unwrap();
+        assert!(matches!(node.state(), State::Ready { .. }));
+        assert!(node.peers.iter().all(Peer::exchanged), "node {i}");
+    }
+}
+
+#[test]
+fn an_earlier_incarnation_is_stale_while_the_peer_is_alive() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 50, 1), t0 + MS);
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 40, 9), t0 + 2 * MS);
+    assert_eq!(n.stats().dropped[Drop::Stale.index()], 1);
+    // A later incarnation is a restart.
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 60, 1), t0 + 3 * MS);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
+    );
+}
+
+#[test]
+fn barrier_exits_once_every_peer_is_ready_and_has_said_so() {
+    let t0 = Instant::now();
+    let p = Params {
+        barrier: true,
+        ..params()
+    };
+    let mut net = Net::new(5, t0);
+    for i in 0..5 {
+        net.start(i, p, 1 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_millis(50));
+    for (i, exit) in net.exits.iter().enumerate() {
+        assert_eq!(*exit, Some(Reason::BarrierComplete), "node {i}");
+    }
+}
+
+#[test]
+fn barrier_alone_exits_at_once() {
+    let t0 = Instant::now();
+    let p = Params {
+        barrier: true,
+        ..params()
+    };
+    let (_, out) = node(1, 1, p, t0);
+    assert!(has_ready(&out));
+    assert_eq!(exit_of(&out), Some(Reason::BarrierComplete));
+}
+
+#[test]
+fn barrier_lingers_at_most_the_linger_when_confirmations_are_lost() {
+    let t0 = Instant::now();
+    let p = Params {
+        barrier: true,
+        ..params()
+    };
+    let (mut n, out) = node(2, 1, p, t0);
+    let fp = hosts::fingerprint(&entries(2));
+    let ours = heartbeats_to(&out, addr(2))[0];
+    deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS);
+    let mut theirs = hb(fp, 2, 1, 9, 1);
+    theirs.flags.ready = true;
+    deliver(&mut n, addr(2), theirs, t0 + MS);
+    assert!(matches!(n.state(), State::Draining { .. }));
+    // The peer never confirms: we leave at the end of the linger, READY.
+    let mut now = t0 + MS;
+    let mut out = Vec::new();
+    while exit_of(&out).is_none() {
+        now = n.next_deadline().unwrap();
+        out = step(&mut n, Input::Tick, now);
+    }
+    assert_eq!(exit_of(&out), Some(Reason::BarrierLingered));
+    assert_eq!(now, t0 + MS + p.linger());
+}
+
+#[test]
+fn silence_is_reported_once_and_the_name_resolved_again() {
+    let t0 = Instant::now();
+    let e = hosts::parse("a\nb\n", 7610).unwrap();
+    let fp = hosts::fingerprint(&e);
+    let mut n = Node::new(&e, 0, fp, 1, 1, params());
+    step(&mut n, Input::Start, t0);
+    let b: SocketAddr = "10.0.0.2:7610".parse().unwrap();
+    step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Ok(vec![b]),
+        },
+        t0 + MS,
+    );
+    deliver(&mut n, b, hb(fp, 2, 1, 5, 1), t0 + 2 * MS);
+    let mut now = t0 + 2 * MS;
+    let mut silent = 0;
+    let mut resolves = 0;
+    while now < t0 + params().silent_after() * 2 {
+        now = n.next_deadline().unwrap();
+        for a in step(&mut n, Input::Tick, now) {
+            match a {
+                Action::Event(Event::Silent { .. }) => silent += 1,
+                Action::Resolve { .. } => {
+                    resolves += 1;
+                    step(
+                        &mut n,
+                        Input::Resolved {
+                            peer: 2,
+                            result: Ok(vec![b]),
+                        },
+                        now,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(silent, 1);
+    assert!(resolves >= 1);
+}
+
+#[test]
+fn a_datagram_from_a_new_address_makes_the_name_resolve_again() {
+    let t0 = Instant::now();
+    let e = hosts::parse("a\nb\n", 7610).unwrap();
+    let fp = hosts::fingerprint(&e);
+    let mut n = Node::new(&e, 0, fp, 1, 1, params());
+    step(&mut n, Input::Start, t0);
+    let old: SocketAddr = "10.0.0.2:7610".parse().unwrap();
+    let new: SocketAddr = "10.0.0.9:7610".parse().unwrap();
+    step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Ok(vec![old]),
+        },
+        t0 + MS,
+    );
+    let at = t0 + Duration::from_secs(1);
+    let out = deliver(&mut n, new, hb(fp, 2, 1, 5, 1), at);
+    assert!(
+        !sends(&out).iter().any(|s| s.1.kind == Kind::Ack),
+        "not answered"
+    );
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Resolve { peer: 2, .. })),
+        "{out:?}"
+    );
+    let out = step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Ok(vec![new]),
+        },
+        at + MS,
+    );
+    assert_eq!(
+        heartbeats_to(&out, new).len(),
+        1,
+        "the new address is heartbeated at once"
+    );
+    let out = deliver(&mut n, new, hb(fp, 2, 1, 5, 2), at + 2 * MS);
+    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+}
+
+#[test]
+fn next_deadline_is_the_earliest_timer() {
+    let t0 = Instant::now();
+    let (n, _) = node(3, 1, params(), t0);
+    let d = n.next_deadline().unwrap();
+    assert!(d > t0 && d <= t0 + params().initial_rto());
+    let fresh = Node::new(&entries(2), 0, 1, 1, 1, params());
+    assert_eq!(fresh.next_deadline(), None, "nothing before Start");
+}
+
+#[test]
+fn ipv4_mapped_sources_match_ipv4_entries() {
+    let t0 = Instant::now();
+    let (mut n, _) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    let mapped: SocketAddr = "[::ffff:127.0.0.1]:7002".parse().unwrap();
+    let out = deliver(&mut n, mapped, hb(fp, 2, 1, 5, 1), t0 + MS);
+    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+    assert_eq!(n.stats().dropped_total(), 0);
+}

@@ -1,0 +1,209 @@
+//! Wires the parts together: flags, hosts file, socket, logging, the loop,
+//! and the exit status.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{LevelFilter, error, info};
+
+use rollcall::cli::{self, Bind, Command, Config, LogLevel};
+use rollcall::hosts::{self, Entry, NameError};
+use rollcall::machine::{Node, Params};
+use rollcall::runtime::{self, Announce};
+use rollcall::{Exit, runtime::log_exit};
+
+fn main() -> ExitCode {
+    let exit = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            Exit::Ready
+        }
+        Ok(Command::Version) => {
+            println!("rollcall {}", env!("CARGO_PKG_VERSION"));
+            Exit::Ready
+        }
+        Ok(Command::Run(config)) => run(config),
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            Exit::Usage
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+fn run(config: Config) -> Exit {
+    init_logging(config.log);
+    let (entries, me, socket) = match setup(&config) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("rollcall: {message}");
+            return Exit::Usage;
+        }
+    };
+    let bound = socket
+        .local_addr()
+        .map_or_else(|e| e.to_string(), |a| a.to_string());
+    let params = Params {
+        interval: config.interval,
+        timeout: config.timeout,
+        barrier: config.barrier,
+    };
+    let mut node = Node::new(
+        &entries,
+        me,
+        hosts::fingerprint(&entries),
+        incarnation(),
+        random_seed(),
+        params,
+    );
+    info!(
+        "rollcall {} (peer {} of {}) bound to {bound}, timeout {}, interval {}{}",
+        entries[me].text,
+        me + 1,
+        entries.len(),
+        humantime::format_duration(config.timeout),
+        humantime::format_duration(config.interval),
+        if config.barrier { ", barrier" } else { "" }
+    );
+    let announce = Announce {
+        to: config.ready_to,
+        file: config.ready_file.clone(),
+    };
+    match runtime::run(&mut node, socket, announce) {
+        Ok(reason) => {
+            log_exit(&reason, &node);
+            reason.exit()
+        }
+        Err(e) => {
+            error!("runtime failure: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// Everything that can fail as a configuration error: reads the hosts
+/// file, finds our entry and binds the socket.
+fn setup(config: &Config) -> Result<(Vec<Entry>, usize, UdpSocket), String> {
+    let path = config.hosts.display();
+    let text = std::fs::read_to_string(&config.hosts)
+        .map_err(|e| format!("cannot read hosts file {path}: {}", io_reason(&e)))?;
+    let entries = hosts::parse(&text, config.port).map_err(|e| match e.line {
+        Some(line) => format!("{path}:{line}: {}", e.message),
+        None => format!("{path}: {}", e.message),
+    })?;
+    let name = match &config.name {
+        Some(name) => name.clone(),
+        None => hostname().ok_or("cannot read this machine's hostname: set --name")?,
+    };
+    let me = hosts::find_self(&entries, &name).map_err(|e| match e {
+        NameError::NoMatch => {
+            let listed: Vec<&str> = entries.iter().take(5).map(|e| e.text.as_str()).collect();
+            let more = if entries.len() > 5 { ", ..." } else { "" };
+            format!(
+                "no entry in {path} matches name '{name}' (entries: {}{more}); set --name or ROLLCALL_NAME",
+                listed.join(", ")
+            )
+        }
+        NameError::Several(lines) => {
+            let lines: Vec<String> = lines.iter().map(|l| format!("{path}:{l}")).collect();
+            format!(
+                "several entries match name '{name}' ({}); give the whole entry as --name",
+                lines.join(", ")
+            )
+        }
+    })?;
+    let socket = bind(config.bind, entries[me].port)?;
+    Ok((entries, me, socket))
+}
+
+/// Binds the socket. By default every address, IPv6 and IPv4 alike on a
+/// dual-stack socket, or IPv4 alone where IPv6 is not available.
+fn bind(bind: Option<Bind>, port: u16) -> Result<UdpSocket, String> {
+    let try_bind = |addr: SocketAddr| {
+        UdpSocket::bind(addr).map_err(|e| {
+            let why = if e.kind() == ErrorKind::AddrInUse {
+                format!(
+                    "port {} is already in use (by another rollcall?)",
+                    addr.port()
+                )
+            } else {
+                io_reason(&e)
+            };
+            (e.kind(), format!("cannot bind {addr}: {why}"))
+        })
+    };
+    match bind {
+        Some(Bind::Addr(addr)) => try_bind(addr).map_err(|(_, m)| m),
+        Some(Bind::Ip(ip)) => try_bind(SocketAddr::new(ip, port)).map_err(|(_, m)| m),
+        None => match try_bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+            Ok(s) => Ok(s),
+            Err((ErrorKind::AddrInUse, m)) => Err(m),
+            Err(_) => {
+                try_bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).map_err(|(_, m)| m)
+            }
+        },
+    }
+}
+
+/// An error's reason without the "(os error N)" tail.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_lowercase(),
+        None => text,
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, which is passed.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+/// New at every start and larger than the last one: the start time in
+/// microseconds.
+fn incarnation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
+
+/// The standard library's per-process random keys, as a seed for jitter.
+fn random_seed() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Quiet => LevelFilter::Warn,
+    };
+    let result = fern::Dispatch::new()
+        .format(|out, message, record| {
+            out.finish(format_args!(
+                "{} {:<5} {}",
+                humantime::format_rfc3339_millis(SystemTime::now()),
+                record.level(),
+                message
+            ))
+        })
+        .level(filter)
+        .chain(std::io::stderr())
+        .apply();
+    if let Err(e) = result {
+        eprintln!("rollcall: cannot set up logging: {e}");
+    }
+}

@@ -425,7 +425,7 @@ impl fmt::Display for Event {
 
 /// Durations in messages: milliseconds precision, humantime's spelling.
 pub fn pretty(d: Duration) -> humantime::FormattedDuration {
-    let rounded = if d >= Duration::from_secs(1) {
+    let rounded = if d >= Duration::from_millis(10) {
         Duration::from_millis(d.as_millis() as u64)
     } else {
         Duration::from_micros((d.as_micros() as u64 / 100) * 100)

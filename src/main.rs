@@ -37,6 +37,13 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> Exit {
     init_logging(config.log);
+    let signals = match runtime::catch_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot catch signals: {e}");
+            return Exit::Failure;
+        }
+    };
     let (entries, me, socket) = match setup(&config) {
         Ok(s) => s,
         Err(message) => {
@@ -73,7 +80,7 @@ fn run(config: Config) -> Exit {
         to: config.ready_to,
         file: config.ready_file.clone(),
     };
-    match runtime::run(&mut node, socket, announce) {
+    match runtime::run(&mut node, socket, signals, announce) {
         Ok(reason) => {
             log_exit(&reason, &node);
             reason.exit()

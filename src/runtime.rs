@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use log::{Level, debug, error, info, log, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook_mio::v1_0::Signals;
+pub use signal_hook_mio::v1_0::Signals;
 
 use crate::cli::ReadyTo;
 use crate::machine::{Action, Event, Input, Node, Reason, Stop};
@@ -47,8 +47,19 @@ pub struct Announce {
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
 
+/// Catches SIGINT and SIGTERM from now on, for [`run`]: call it first
+/// thing, so that a signal is never met by the default action.
+pub fn catch_signals() -> io::Result<Signals> {
+    Signals::new([libc::SIGINT, libc::SIGTERM])
+}
+
 /// Runs `node` on `socket` until it exits; returns why.
-pub fn run(node: &mut Node, socket: std::net::UdpSocket, announce: Announce) -> io::Result<Reason> {
+pub fn run(
+    node: &mut Node,
+    socket: std::net::UdpSocket,
+    mut signals: Signals,
+    announce: Announce,
+) -> io::Result<Reason> {
     socket.set_nonblocking(true)?;
     let mut socket = UdpSocket::from_std(socket);
     let dual_stack = socket.local_addr()?.is_ipv6();
@@ -56,7 +67,6 @@ pub fn run(node: &mut Node, socket: std::net::UdpSocket, announce: Announce) -> 
     poll.registry()
         .register(&mut socket, SOCKET, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), RESOLVER)?);
-    let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let (resolved_tx, resolved_rx) = mpsc::channel();

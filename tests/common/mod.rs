@@ -1,0 +1,548 @@
+//! Shared helpers for the rollcall integration tests.
+//!
+//! # Ports
+//!
+//! Every test owns a fixed, unique *port block*: `port(BLOCK, i)` is
+//! `20000 + 100 * BLOCK + i` (i in 1..=99). Ports 20000-29999 lie below the
+//! kernel's ephemeral range (32768+), so nothing random takes them, and tests
+//! that run in parallel never collide. When adding a test, take the next free
+//! block and add it to this list:
+//!
+//! | block | test                                             |
+//! |-------|--------------------------------------------------|
+//! |  1    | cluster::two_peers_become_ready                  |
+//! |  2    | cluster::five_peers_become_ready                 |
+//! |  3    | cluster::sixteen_peers_become_ready              |
+//! |  4    | cluster::absent_peer_times_out_with_124          |
+//! |  5    | cluster::peers_started_seconds_apart             |
+//! |  6    | cluster::restarted_peer_is_welcomed_back         |
+//! |  7    | cluster::different_hosts_lists_never_ready       |
+//! |  8    | cluster::barrier_five_peers_exit_zero            |
+//! |  9    | cluster::single_peer_ready_at_once               |
+//! | 10    | cluster::single_peer_barrier_exits_zero          |
+//! | 11    | cluster::default_port_applies_to_portless_entry  |
+//! | 20    | errors::bad_hosts_line_names_file_and_line       |
+//! | 21    | errors::unreadable_hosts_file_names_file         |
+//! | 22    | errors::duplicate_entry                          |
+//! | 23    | errors::name_matching_no_entry                   |
+//! | 24    | errors::port_in_use                              |
+//! | 25    | errors::name_matching_several_entries            |
+//! | 26    | errors::bad_duration_names_flag                  |
+//! | 30    | lifecycle::sigterm_and_sigint_on_ready_peers     |
+//! | 31    | lifecycle::sigterm_before_ready                  |
+//! | 32    | lifecycle::sigint_before_ready                   |
+//! | 33    | lifecycle::ready_file_lifecycle                  |
+//! | 34    | lifecycle::env_vars_replace_flags                |
+//! | 35    | lifecycle::flags_win_over_env_vars               |
+//! | 36    | lifecycle::ready_to_stderr                       |
+//!
+//! Tests without a block (`--help`, `--version`, unknown flag, bare `-h`)
+//! never get as far as binding a socket.
+//!
+//! # Processes
+//!
+//! [`Peer`] wraps a spawned rollcall. Reader threads forward every stdout and
+//! stderr line into an mpsc channel; all waits are `recv_timeout` under a
+//! bounded deadline. Dropping a `Peer` kills and reaps the process, so a
+//! panicking test leaves nothing behind.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
+
+/// Heartbeat interval used by all tests.
+pub const INTERVAL: &str = "200ms";
+
+/// Generous bound for anything that should happen "soon".
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Environment variables rollcall reads; cleared for every child so the
+/// test runner's environment cannot leak in.
+pub const ENV_VARS: &[&str] = &[
+    "ROLLCALL_HOSTS",
+    "ROLLCALL_NAME",
+    "ROLLCALL_PORT",
+    "ROLLCALL_TIMEOUT",
+    "ROLLCALL_INTERVAL",
+    "ROLLCALL_BARRIER",
+    "ROLLCALL_READY_FILE",
+    "ROLLCALL_READY_TO",
+    "ROLLCALL_BIND",
+    "ROLLCALL_LOG",
+];
+
+/// Port `i` of port block `block` (see the table above).
+pub fn port(block: u16, i: u16) -> u16 {
+    assert!((1..100).contains(&i), "port index {i} out of block");
+    assert!(block < 100, "block {block} out of range");
+    20000 + 100 * block + i
+}
+
+/// `127.0.0.1:PORT` entries for peers 1..=n of `block`.
+pub fn entries(block: u16, n: u16) -> Vec<String> {
+    (1..=n)
+        .map(|i| format!("127.0.0.1:{}", port(block, i)))
+        .collect()
+}
+
+pub fn deadline(d: Duration) -> Instant {
+    Instant::now() + d
+}
+
+/// A per-test temporary directory, removed on drop.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(test: &str) -> TestDir {
+        let path =
+            std::env::temp_dir().join(format!("rollcall-test-{}-{}", std::process::id(), test));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create test dir");
+        TestDir { path }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.file(name);
+        fs::write(&p, contents).expect("write test file");
+        p
+    }
+
+    /// A hosts file listing `entries`, with a comment and a blank line so
+    /// every test also exercises comment handling.
+    pub fn hosts(&self, name: &str, entries: &[String]) -> PathBuf {
+        let mut s = String::from("# rollcall integration test hosts file\n\n");
+        for e in entries {
+            s.push_str(e);
+            s.push('\n');
+        }
+        self.write(name, &s)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum Event {
+    Line(Stream, String),
+    Eof(Stream),
+}
+
+fn forward<R: Read + Send + 'static>(r: R, stream: Stream, tx: Sender<Event>) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if buf.ends_with(b"\n") {
+                        buf.pop();
+                    }
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    if tx.send(Event::Line(stream, line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::Eof(stream));
+    });
+}
+
+/// How to start a rollcall process.
+#[derive(Default)]
+pub struct Spawn<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub cwd: Option<&'a Path>,
+}
+
+/// A running rollcall process; killed and reaped on drop.
+pub struct Peer {
+    pub label: String,
+    child: Child,
+    rx: Receiver<Event>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    open: usize,
+    status: Option<ExitStatus>,
+}
+
+impl Peer {
+    pub fn spawn<S: AsRef<OsStr>>(label: &str, args: &[S]) -> Peer {
+        Peer::spawn_with(label, args, Spawn::default())
+    }
+
+    pub fn spawn_with<S: AsRef<OsStr>>(label: &str, args: &[S], opts: Spawn) -> Peer {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for v in ENV_VARS {
+            cmd.env_remove(v);
+        }
+        for (k, v) in opts.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = opts.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN} for {label}: {e}"));
+        let (tx, rx) = channel();
+        forward(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
+        forward(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        Peer {
+            label: label.to_string(),
+            child,
+            rx,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            open: 2,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn record(&mut self, ev: Event) {
+        match ev {
+            Event::Line(Stream::Stdout, l) => self.stdout.push(l),
+            Event::Line(Stream::Stderr, l) => self.stderr.push(l),
+            Event::Eof(_) => self.open -= 1,
+        }
+    }
+
+    /// Receive one event before `until`; false on timeout or when both
+    /// streams are closed.
+    fn pump(&mut self, until: Instant) -> bool {
+        if self.open == 0 {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(ev) => {
+                self.record(ev);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// Take in everything already received, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(ev) = self.rx.try_recv() {
+            self.record(ev);
+        }
+    }
+
+    fn lines(&self, s: Stream) -> &[String] {
+        match s {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        }
+    }
+
+    /// Wait until `s` has carried a line matching `pred` (lines seen before
+    /// the call count too). None if the deadline passes or the process
+    /// closes its output first.
+    pub fn wait_for_line(
+        &mut self,
+        s: Stream,
+        pred: impl Fn(&str) -> bool,
+        until: Instant,
+    ) -> Option<String> {
+        let mut checked = 0;
+        loop {
+            let lines = self.lines(s);
+            if let Some(l) = lines[checked..].iter().find(|l| pred(l)) {
+                return Some(l.clone());
+            }
+            checked = lines.len();
+            if !self.pump(until) {
+                self.drain();
+                return self.lines(s)[checked..].iter().find(|l| pred(l)).cloned();
+            }
+        }
+    }
+
+    /// Like `wait_for_line`, but panics (with the peer's output) on failure.
+    pub fn expect_line(
+        &mut self,
+        s: Stream,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        until: Instant,
+    ) -> String {
+        match self.wait_for_line(s, pred, until) {
+            Some(l) => l,
+            None => panic!("{}: no {s:?} line {what}\n{}", self.label, self.describe()),
+        }
+    }
+
+    pub fn expect_ready(&mut self, until: Instant) {
+        self.expect_line(Stream::Stdout, "READY", |l| l == "READY", until);
+    }
+
+    /// Wait for the start log line (`... bound to ADDR`).
+    pub fn expect_started(&mut self, until: Instant) -> String {
+        self.expect_line(
+            Stream::Stderr,
+            "containing `bound to`",
+            |l| l.contains(" bound to "),
+            until,
+        )
+    }
+
+    /// Wait for the process to exit: first for both output streams to
+    /// close (an event), then for the exit status, all before `until`.
+    /// Panics if it is still running at the deadline.
+    pub fn wait_exit(&mut self, until: Instant) -> ExitStatus {
+        if let Some(st) = self.status {
+            return st;
+        }
+        while self.open > 0 && self.pump(until) {}
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.drain();
+                self.status = Some(st);
+                return st;
+            }
+            if Instant::now() >= until {
+                panic!(
+                    "{}: still running at deadline\n{}",
+                    self.label,
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for exit and assert the exit code (not death by a signal).
+    pub fn expect_exit(&mut self, code: i32, until: Instant) {
+        let st = self.wait_exit(until);
+        if st.code() != Some(code) {
+            panic!(
+                "{}: expected exit code {code}, got {}\n{}",
+                self.label,
+                describe_status(st),
+                self.describe()
+            );
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        if self.status.is_some() {
+            return false;
+        }
+        match self.child.try_wait().expect("try_wait") {
+            Some(st) => {
+                self.status = Some(st);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Send a signal by name (`TERM`, `INT`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let st = self.child.wait().expect("wait after kill");
+        self.status = Some(st);
+    }
+
+    pub fn stdout_lines(&mut self) -> Vec<String> {
+        self.drain();
+        self.stdout.clone()
+    }
+
+    pub fn stderr_lines(&mut self) -> Vec<String> {
+        self.drain();
+        self.stderr.clone()
+    }
+
+    pub fn stderr_text(&mut self) -> String {
+        self.drain();
+        self.stderr.join("\n")
+    }
+
+    pub fn stdout_text(&mut self) -> String {
+        self.drain();
+        self.stdout.join("\n")
+    }
+
+    /// The output received so far (call after a `drain`, or after a wait).
+    pub fn describe(&self) -> String {
+        format!(
+            "--- {} stdout ---\n{}\n--- {} stderr ---\n{}\n---",
+            self.label,
+            self.stdout.join("\n"),
+            self.label,
+            self.stderr.join("\n")
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn describe_status(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("death by signal {s}"),
+        _ => format!("{st:?}"),
+    }
+}
+
+/// Arguments for running as `entry` of `hosts`, with the tests' short
+/// interval, the given total timeout and extra flags.
+pub fn peer_args(hosts: &Path, entry: &str, timeout: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "--hosts".to_string(),
+        hosts.display().to_string(),
+        "--name".to_string(),
+        entry.to_string(),
+        "--interval".to_string(),
+        INTERVAL.to_string(),
+        "--timeout".to_string(),
+        timeout.to_string(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Start one peer per entry in `which` (indexes into `entries`).
+pub fn start_peers(
+    hosts: &Path,
+    entries: &[String],
+    which: std::ops::Range<usize>,
+    timeout: &str,
+    extra: &[&str],
+) -> Vec<Peer> {
+    which
+        .map(|i| {
+            Peer::spawn(
+                &format!("peer{} ({})", i + 1, entries[i]),
+                &peer_args(hosts, &entries[i], timeout, extra),
+            )
+        })
+        .collect()
+}
+
+/// Wait until any of `peers` carries a line on `s` matching `pred`.
+/// Returns the index of the peer and the line.
+pub fn wait_any_line(
+    peers: &mut [&mut Peer],
+    s: Stream,
+    pred: impl Fn(&str) -> bool,
+    until: Instant,
+) -> Option<(usize, String)> {
+    loop {
+        for (i, p) in peers.iter_mut().enumerate() {
+            let slice = deadline(Duration::from_millis(20)).min(until);
+            if let Some(l) = p.wait_for_line(s, &pred, slice) {
+                return Some((i, l));
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+    }
+}
+
+/// Run rollcall to completion (for usage/config errors): returns the exit
+/// status, stdout and stderr. Bounded by `WAIT`.
+pub fn run<S: AsRef<OsStr>>(label: &str, args: &[S], opts: Spawn) -> (ExitStatus, Peer) {
+    let mut p = Peer::spawn_with(label, args, opts);
+    let st = p.wait_exit(deadline(WAIT));
+    (st, p)
+}
+
+/// Assert a usage/config error: exit 2, and stderr is one line starting
+/// `rollcall: ` that contains every string in `needles`. Returns that line.
+pub fn expect_usage_error(p: &mut Peer, st: ExitStatus, needles: &[&str]) -> String {
+    let desc = p.describe();
+    assert_eq!(
+        st.code(),
+        Some(2),
+        "{}: expected exit code 2, got {}\n{desc}",
+        p.label,
+        describe_status(st)
+    );
+    let lines: Vec<String> = p
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}: expected exactly one stderr line\n{desc}",
+        p.label
+    );
+    let line = &lines[0];
+    assert!(
+        line.starts_with("rollcall: "),
+        "{}: stderr line does not start with `rollcall: `\n{desc}",
+        p.label
+    );
+    for n in needles {
+        assert!(
+            line.contains(n),
+            "{}: stderr line does not contain {n:?}\n{desc}",
+            p.label
+        );
+    }
+    assert!(
+        p.stdout_lines().is_empty(),
+        "{}: stdout should be empty\n{desc}",
+        p.label
+    );
+    line.clone()
+}

@@ -199,7 +199,7 @@ impl Io {
         match action {
             Action::Send { to, message } => self.send(to, &message),
             Action::Resolve { peer, host, port } => self.resolve(peer, host, port),
-            Action::Ready => self.ready()?,
+            Action::Ready => self.ready(),
             Action::Event(event) => log_event(&event),
             Action::Exit(reason) => self.exit = Some(reason),
         }
@@ -249,7 +249,15 @@ impl Io {
         }
     }
 
-    fn ready(&mut self) -> io::Result<()> {
+    /// The ready file first, then the line: whoever reads READY may rely
+    /// on the file.
+    fn ready(&mut self) {
+        if let Some(path) = &self.announce.file {
+            match fs::write(path, "READY\n") {
+                Ok(()) => self.ready_file_made = true,
+                Err(e) => error!("cannot create ready file {}: {e}", path.display()),
+            }
+        }
         let written = match self.announce.to {
             ReadyTo::Stdout => {
                 writeln!(io::stdout().lock(), "READY").and_then(|_| io::stdout().flush())
@@ -259,13 +267,6 @@ impl Io {
         if let Err(e) = written {
             error!("cannot print READY: {e}");
         }
-        if let Some(path) = &self.announce.file {
-            match fs::write(path, "READY\n") {
-                Ok(()) => self.ready_file_made = true,
-                Err(e) => error!("cannot create ready file {}: {e}", path.display()),
-            }
-        }
-        Ok(())
     }
 }
 

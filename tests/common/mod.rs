@@ -391,6 +391,20 @@ impl Peer {
         self.status = Some(st);
     }
 
+    /// Wait for exit with `code`, and check that stdout held exactly one
+    /// line, `READY`.
+    pub fn expect_exit_after_one_ready(&mut self, code: i32, until: Instant) {
+        self.expect_exit(code, until);
+        let out = self.stdout_lines();
+        assert_eq!(
+            out,
+            vec!["READY"],
+            "{}: stdout\n{}",
+            self.label,
+            self.describe()
+        );
+    }
+
     pub fn stdout_lines(&mut self) -> Vec<String> {
         self.drain();
         self.stdout.clone()

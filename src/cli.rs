@@ -23,6 +23,7 @@ it has exchanged both ways with every peer it prints READY on stdout, then
 keeps answering late and restarted peers until its timeout.
 
 Usage: rollcall -h HOSTS [OPTIONS]
+       rollcall probe [--ready-file PATH]
 
 Options:
   -h, --hosts FILE          hosts file: one peer per line, HOST[:PORT];
@@ -50,6 +51,10 @@ Options:
   -V, --version             print the version
 
 Durations: 500ms, 2s, 1m30s, 1h.
+
+rollcall probe exits 0 if the ready file exists (this peer is READY) and 1
+if not: a readiness probe or healthcheck for an image without a shell. It
+reads --ready-file or ROLLCALL_READY_FILE.
 
 Exit status:
     0  READY was reached (the timeout ran out after READY, or --barrier
@@ -101,6 +106,10 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Config),
+    /// Is the peer that writes this ready file READY?
+    Probe {
+        ready_file: PathBuf,
+    },
     Help,
     Version,
 }
@@ -217,6 +226,11 @@ pub fn parse(
     args: impl IntoIterator<Item = OsString>,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Command, UsageError> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "probe") {
+        args.next();
+        return parse_probe(args, env);
+    }
     let mut raw: [Option<Raw>; Setting::ALL.len()] = Default::default();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next()? {
@@ -345,6 +359,28 @@ pub fn parse(
         bind,
         log,
     }))
+}
+
+fn parse_probe(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Command, UsageError> {
+    let mut ready_file = None;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("ready-file") => ready_file = Some(PathBuf::from(parser.value()?)),
+            Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let var = Setting::ReadyFile.var();
+    match ready_file.or_else(|| env(var).filter(|v| !v.is_empty()).map(PathBuf::from)) {
+        Some(ready_file) => Ok(Command::Probe { ready_file }),
+        None => Err(UsageError(format!(
+            "probe needs the ready file: give --ready-file PATH or set {var}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -477,6 +513,36 @@ mod tests {
             assert!(err.contains(needle), "{args:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn probe_reads_its_flag_or_the_variable() {
+        let env = |k: &str| (k == "ROLLCALL_READY_FILE").then(|| OsString::from("/run/r"));
+        let none = |_: &str| None;
+        let probe = |args: &[&str], env: &dyn Fn(&str) -> Option<OsString>| {
+            parse(args.iter().map(OsString::from), env)
+        };
+        let at = |p: &str| {
+            Ok(Command::Probe {
+                ready_file: p.into(),
+            })
+        };
+        assert_eq!(probe(&["probe"], &env), at("/run/r"));
+        assert_eq!(probe(&["probe", "--ready-file", "/x"], &env), at("/x"));
+        assert!(
+            probe(&["probe"], &none)
+                .unwrap_err()
+                .0
+                .contains("ROLLCALL_READY_FILE")
+        );
+        assert!(
+            probe(&["probe", "-x"], &env)
+                .unwrap_err()
+                .0
+                .contains("'-x'")
+        );
+        // Only the first argument is a command.
+        assert!(probe(&["-h", "h", "probe"], &env).is_err());
     }
 
     #[test]

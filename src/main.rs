@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Exit::Ready
         }
         Ok(Command::Run(config)) => run(config),
+        Ok(Command::Probe { ready_file }) => probe(&ready_file),
         Err(e) => {
             eprintln!("rollcall: {e}");
             Exit::Usage
@@ -87,6 +88,21 @@ fn run(config: Config) -> Exit {
         }
         Err(e) => {
             error!("runtime failure: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// `rollcall probe`: READY if the ready file exists. Exit 1 (not 124) when
+/// not, as container healthchecks expect.
+fn probe(ready_file: &std::path::Path) -> Exit {
+    match std::fs::metadata(ready_file) {
+        Ok(_) => {
+            println!("ready");
+            Exit::Ready
+        }
+        Err(e) => {
+            println!("not ready: {}: {}", ready_file.display(), io_reason(&e));
             Exit::Failure
         }
     }

@@ -70,6 +70,14 @@ pub fn run(
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let (resolved_tx, resolved_rx) = mpsc::channel();
+    if let Some(path) = &announce.file {
+        // Left by a process that was killed: it speaks of an earlier run.
+        match fs::remove_file(path) {
+            Ok(()) => info!("removed a stale ready file {}", path.display()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot remove stale ready file {}: {e}", path.display()),
+        }
+    }
 
     let mut io = Io {
         socket,

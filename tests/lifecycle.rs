@@ -66,6 +66,8 @@ fn ready_file_lifecycle() {
     let rf2 = dir.file("ready-2");
     let rf1s = rf1.display().to_string();
     let rf2s = rf2.display().to_string();
+    // A file left by a killed run must not pass for READY.
+    std::fs::write(&rf1, "READY\n").unwrap();
     let mut p1 = start_peers(&hosts, &e, 0..1, "20s", &["--ready-file", &rf1s]).remove(0);
     p1.expect_started(deadline(WAIT));
     assert!(
@@ -73,6 +75,7 @@ fn ready_file_lifecycle() {
         "ready file exists before READY\n{}",
         p1.describe()
     );
+    assert_eq!(probe(&rf1s), 1, "probe before READY");
 
     // Peer 2 runs out a short timeout after READY: exit 0 removes its file too.
     let mut p2 = start_peers(&hosts, &e, 1..2, "5s", &["--ready-file", &rf2s]).remove(0);
@@ -83,6 +86,7 @@ fn ready_file_lifecycle() {
         "ready file absent after READY\n{}",
         p1.describe()
     );
+    assert_eq!(probe(&rf1s), 0, "probe after READY");
     p2.expect_ready(until);
     assert!(
         rf2.exists(),
@@ -97,6 +101,7 @@ fn ready_file_lifecycle() {
         "ready file left after SIGTERM exit\n{}",
         p1.describe()
     );
+    assert_eq!(probe(&rf1s), 1, "probe after exit");
 
     p2.expect_exit(0, deadline(WAIT));
     assert!(
@@ -210,4 +215,34 @@ fn flags_win_over_env_vars() {
         },
     );
     expect_usage_error(&mut p, st, &[&nowhere]);
+}
+
+/// `rollcall probe` on a ready file, through the environment as in an
+/// image; its exit code.
+fn probe(ready_file: &str) -> i32 {
+    let env = [("ROLLCALL_READY_FILE", ready_file)];
+    let (st, mut p) = run(
+        "probe",
+        &["probe"],
+        Spawn {
+            env: &env,
+            cwd: None,
+        },
+    );
+    let out = p.stdout_lines();
+    assert_eq!(out.len(), 1, "probe prints one line\n{}", p.describe());
+    st.code().expect("probe exits, not killed")
+}
+
+#[test]
+fn probe_without_a_ready_file_is_a_usage_error() {
+    let (st, mut p) = run(
+        "probe",
+        &["probe"],
+        Spawn {
+            env: &[],
+            cwd: None,
+        },
+    );
+    expect_usage_error(&mut p, st, &["ROLLCALL_READY_FILE"]);
 }

@@ -54,7 +54,23 @@ clean: ## remove build output and bench results (target/)
 	$(CARGO) clean
 
 # ---------------------------------------------------------------------------
-# Containers: docker / docker compose targets (images, multi-host cluster,
-# partition tests) go in this section when they land. Add them to .PHONY and
-# give each a `## description` so `make help` lists it.
+# Containers. The image is FROM scratch around the statically linked binary.
 # ---------------------------------------------------------------------------
+IMAGE      ?= rollcall:latest
+STATIC_BIN := target/x86_64-unknown-linux-gnu/release/rollcall
+COMPOSE    ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo docker compose; fi)
+
+.PHONY: static image compose-up compose-down smoke
+
+static: ## the statically linked binary that goes into the image
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target x86_64-unknown-linux-gnu
+
+image: static ## build the container image rollcall:latest (FROM scratch)
+	docker build -q -t $(IMAGE) .
+	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+compose-up: image ## five peers in docker compose (compose.yaml), in the foreground; Ctrl-C stops them
+	$(COMPOSE) up --force-recreate
+
+compose-down: ## remove the compose cluster
+	$(COMPOSE) down --remove-orphans

@@ -73,6 +73,15 @@ impl Params {
         (self.interval / 20).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
 
+    /// First retry of a name that does not resolve: as quick as a
+    /// retransmission, but never below 10 ms, since each try may reach a
+    /// DNS server.
+    pub fn initial_resolve_backoff(&self) -> Duration {
+        self.initial_rto()
+            .max(Duration::from_millis(10))
+            .min(self.interval)
+    }
+
     /// A peer not heard from for this long is reported silent, and its name
     /// is resolved again.
     pub fn silent_after(&self) -> Duration {
@@ -556,7 +565,7 @@ impl Node {
                 reply_to: None,
                 resolving: false,
                 resolve_at: None,
-                resolve_backoff: rto.max(Duration::from_millis(10)).min(params.interval),
+                resolve_backoff: params.initial_resolve_backoff(),
                 last_resolve: None,
                 resolve_error: None,
                 incarnation: None,
@@ -638,7 +647,7 @@ impl Node {
             return;
         }
         match input {
-            Input::Start => self.start(now, out),
+            Input::Start => self.start(now),
             Input::Resolved { peer, result } => self.resolved(peer, result, now, out),
             Input::Datagram { from, message } => self.datagram(from, message, now, out),
             Input::Tick => {}
@@ -656,7 +665,9 @@ impl Node {
         }
     }
 
-    fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// Schedules everything at once: `timers` requests the resolutions,
+    /// `send_due` the heartbeats, within this same transition.
+    fn start(&mut self, now: Instant) {
         if self.started.is_some() {
             return;
         }
@@ -667,8 +678,6 @@ impl Node {
                 Host::Name(_) => p.resolve_at = Some(now),
             }
         }
-        // Resolutions are requested by `timers`, heartbeats by `send_due`.
-        let _ = out;
     }
 
     fn slot(&self, id: u16) -> Option<usize> {
@@ -696,6 +705,7 @@ impl Node {
         }
         p.resolving = false;
         p.last_resolve = Some(now);
+        let was_failing = p.resolve_error.is_some();
         let mut addrs: Vec<SocketAddr> = match result {
             Ok(addrs) => addrs.into_iter().map(canonical).collect(),
             Err(e) => {
@@ -717,12 +727,12 @@ impl Node {
                 peer: p.name.clone(),
                 error,
                 retry,
-                first: p.addrs.is_empty() && p.resolve_backoff <= rto * 2,
+                first: !was_failing,
             }));
             return;
         }
         p.resolve_error = None;
-        p.resolve_backoff = rto.max(Duration::from_millis(10)).min(interval);
+        p.resolve_backoff = self.params.initial_resolve_backoff();
         p.resolve_at = Some(now + silent_after);
         if addrs != p.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to) {
             out.push(Action::Event(Event::Resolved {

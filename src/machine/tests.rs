@@ -273,6 +273,22 @@ fn names_are_resolved_and_then_heartbeated() {
     assert!(retry > t0 + MS && retry <= t0 + MS + Duration::from_millis(100));
     let out = step(&mut n, Input::Tick, retry);
     assert!(matches!(&out[..], [Action::Resolve { peer: 2, .. }]));
+    // The second failure in a row is not news.
+    let out = step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Err("not known".into()),
+        },
+        retry,
+    );
+    assert!(matches!(
+        &out[..],
+        [Action::Event(Event::ResolveFailed { first: false, .. })]
+    ));
+    let retry = n.next_deadline().unwrap();
+    let out = step(&mut n, Input::Tick, retry);
+    assert!(matches!(&out[..], [Action::Resolve { peer: 2, .. }]));
     // Success: heartbeat at once, now Exchanging.
     let at: SocketAddr = "10.1.2.3:9000".parse().unwrap();
     let out = step(

@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 RELEASE_BIN := target/release/rollcall
 SCRIPTS_SH  := scripts/cluster.sh .ci/run
 
-.PHONY: help build test lint fmt cluster bench clean
+.PHONY: help build test lint fmt cluster bench soak clean
 
 help: ## list the targets (default)
 	@echo "usage: make TARGET [N=5] [ARGS='--interval 500ms'] [HOLD=1] [BENCH_ARGS='--runs 3']"
@@ -49,6 +49,9 @@ cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD
 
 bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes target/bench/bench.csv)
 	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) $(BENCH_ARGS)
+
+soak: ## the simulator on random seeds for SECONDS (default 600); a failure prints its seed
+	ROLLCALL_SOAK_SECONDS=$(or $(SECONDS),600) $(CARGO) test --release --lib machine::sim::soak -- --ignored --nocapture
 
 clean: ## remove build output and bench results (target/)
 	$(CARGO) clean

@@ -921,7 +921,11 @@ impl Node {
             );
         }
         if self.params.barrier {
-            if matches!(self.state, State::Ready { .. }) && self.peers.iter().all(|p| p.flags.ready)
+            // A peer that is DONE knows that every peer is READY: hearing
+            // it is as good as hearing each of them.
+            if matches!(self.state, State::Ready { .. })
+                && (self.peers.iter().all(|p| p.flags.ready)
+                    || self.peers.iter().any(|p| p.flags.done))
             {
                 let linger = self.params.linger();
                 self.state = State::Draining {
@@ -1099,5 +1103,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

@@ -17,22 +17,23 @@ N       ?= 5
 BENCH_ARGS ?=
 
 RELEASE_BIN := target/release/rollcall
-SCRIPTS_SH  := scripts/cluster.sh .ci/run
+SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh .ci/run
 
-.PHONY: help build test lint fmt cluster bench soak clean
+.PHONY: help build test lint fmt cluster bench soak k8s-validate clean
 
 help: ## list the targets (default)
 	@echo "usage: make TARGET [N=5] [ARGS='--interval 500ms'] [HOLD=1] [BENCH_ARGS='--runs 3']"
 	@echo
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9_-]*:.*## / { printf "  %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9_-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 build: ## build the release binary (target/release/rollcall)
 	$(CARGO) build --release
 
-test: ## the whole suite: cargo test, then a real 5-peer `make cluster` run
+test: ## the whole suite: cargo test (with the simulator), a real cluster run, the k8s manifests
 	$(CARGO) test
 	$(CARGO) build --release
 	N=5 HOLD=0 ARGS= scripts/cluster.sh
+	scripts/validate-k8s.sh
 
 lint: ## rustfmt check, clippy with warnings as errors, shell/python syntax checks
 	$(CARGO) fmt --all -- --check
@@ -49,6 +50,9 @@ cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD
 
 bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes target/bench/bench.csv)
 	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) $(BENCH_ARGS)
+
+k8s-validate: ## validate deploy/k8s offline against the Kubernetes schemas (strict)
+	scripts/validate-k8s.sh
 
 soak: ## the simulator on random seeds for SECONDS (default 600); a failure prints its seed
 	ROLLCALL_SOAK_SECONDS=$(or $(SECONDS),600) $(CARGO) test --release --lib machine::sim::soak -- --ignored --nocapture

@@ -44,6 +44,9 @@ Options:
                                                              [ROLLCALL_READY_TO]
       --bind ADDR           local IP or IP:PORT to bind (default: every
                             address, on this entry's port)       [ROLLCALL_BIND]
+      --secret-file FILE    authenticate every datagram with a MAC keyed by
+                            the secret in FILE; peers must share it
+                                                          [ROLLCALL_SECRET_FILE]
   -d, --debug               log every datagram sent and received
   -q, --quiet               log warnings and errors only
                                      [ROLLCALL_LOG=debug|info|quiet]
@@ -100,6 +103,7 @@ pub struct Config {
     pub ready_file: Option<PathBuf>,
     pub ready_to: ReadyTo,
     pub bind: Option<Bind>,
+    pub secret_file: Option<PathBuf>,
     pub log: LogLevel,
 }
 
@@ -142,11 +146,12 @@ enum Setting {
     ReadyFile,
     ReadyTo,
     Bind,
+    SecretFile,
     Log,
 }
 
 impl Setting {
-    const ALL: [Setting; 10] = [
+    const ALL: [Setting; 11] = [
         Setting::Hosts,
         Setting::Name,
         Setting::Port,
@@ -156,6 +161,7 @@ impl Setting {
         Setting::ReadyFile,
         Setting::ReadyTo,
         Setting::Bind,
+        Setting::SecretFile,
         Setting::Log,
     ];
 
@@ -170,6 +176,7 @@ impl Setting {
             Setting::ReadyFile => "--ready-file",
             Setting::ReadyTo => "--ready-to",
             Setting::Bind => "--bind",
+            Setting::SecretFile => "--secret-file",
             Setting::Log => "--debug/--quiet",
         }
     }
@@ -185,6 +192,7 @@ impl Setting {
             Setting::ReadyFile => "ROLLCALL_READY_FILE",
             Setting::ReadyTo => "ROLLCALL_READY_TO",
             Setting::Bind => "ROLLCALL_BIND",
+            Setting::SecretFile => "ROLLCALL_SECRET_FILE",
             Setting::Log => "ROLLCALL_LOG",
         }
     }
@@ -252,6 +260,7 @@ pub fn parse(
             Long("ready-file") => (Setting::ReadyFile, parser.value()?),
             Long("ready-to") => (Setting::ReadyTo, parser.value()?),
             Long("bind") => (Setting::Bind, parser.value()?),
+            Long("secret-file") => (Setting::SecretFile, parser.value()?),
             Short('d') | Long("debug") => (Setting::Log, "debug".into()),
             Short('q') | Long("quiet") => (Setting::Log, "quiet".into()),
             Long("help") => return Ok(Command::Help),
@@ -290,6 +299,7 @@ pub fn parse(
         ready_file,
         ready_to,
         bind,
+        secret_file,
         log,
     ] = raw;
 
@@ -338,6 +348,7 @@ pub fn parse(
             }
         }
     };
+    let secret_file = secret_file.map(|r| PathBuf::from(r.value));
     let log = match log {
         None => LogLevel::Info,
         Some(r) => match r.text()? {
@@ -357,6 +368,7 @@ pub fn parse(
         ready_file,
         ready_to,
         bind,
+        secret_file,
         log,
     }))
 }
@@ -560,6 +572,7 @@ mod tests {
             "--ready-file",
             "--ready-to",
             "--bind",
+            "--secret-file",
             "--debug",
             "--quiet",
             "--version",

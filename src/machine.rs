@@ -64,6 +64,9 @@ pub struct Params {
     pub timeout: Duration,
     /// Leave as soon as every peer is READY, instead of at the timeout.
     pub barrier: bool,
+    /// Datagrams carry a MAC: an earlier incarnation is then never taken
+    /// back, since its datagrams can only be replays.
+    pub authenticated: bool,
 }
 
 impl Params {
@@ -194,6 +197,8 @@ pub enum Drop {
     Malformed(DecodeError),
     /// Sent by a peer with another hosts list.
     HostsMismatch,
+    /// Its MAC is missing or wrong: another secret, or forged.
+    Unauthentic(DecodeError),
     /// Addressed to another entry id.
     NotForUs,
     /// Claims an entry id that is not a peer.
@@ -204,24 +209,29 @@ pub enum Drop {
     WrongAddress,
     /// From an earlier incarnation of its sender.
     Stale,
+    /// A heartbeat or acknowledgement older than one already heard from
+    /// the same incarnation: a duplicate or a replay.
+    Replay,
     /// An acknowledgement of something we never sent.
     BogusAck,
 }
 
 impl Drop {
     /// Each reason's slot in [`Stats::dropped`].
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 10;
 
     fn index(self) -> usize {
         match self {
             Drop::Malformed(_) => 0,
             Drop::HostsMismatch => 1,
-            Drop::NotForUs => 2,
-            Drop::UnknownSender => 3,
-            Drop::Unresolved => 4,
-            Drop::WrongAddress => 5,
-            Drop::Stale => 6,
-            Drop::BogusAck => 7,
+            Drop::Unauthentic(_) => 2,
+            Drop::NotForUs => 3,
+            Drop::UnknownSender => 4,
+            Drop::Unresolved => 5,
+            Drop::WrongAddress => 6,
+            Drop::Stale => 7,
+            Drop::Replay => 8,
+            Drop::BogusAck => 9,
         }
     }
 
@@ -229,11 +239,13 @@ impl Drop {
     pub const NAMES: [&'static str; Drop::COUNT] = [
         "malformed",
         "other hosts list",
+        "failed authentication",
         "addressed to another peer",
         "unknown sender",
         "unresolved sender",
         "wrong source address",
         "earlier incarnation",
+        "duplicate or replay",
         "bogus acknowledgement",
     ];
 }
@@ -242,6 +254,7 @@ impl fmt::Display for Drop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drop::Malformed(e) => write!(f, "malformed: {e}"),
+            Drop::Unauthentic(e) => write!(f, "failed authentication: {e}"),
             other => f.write_str(Drop::NAMES[other.index()]),
         }
     }
@@ -262,6 +275,30 @@ impl Stats {
     }
 }
 
+/// Why a peer's datagrams can never be believed, whatever the network
+/// does: its configuration differs from ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    HostsList,
+    /// Its datagrams fail authentication, for this reason.
+    Secret(DecodeError),
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::HostsList => f.write_str("runs with a different hosts list"),
+            Mismatch::Secret(DecodeError::Unauthenticated) => {
+                f.write_str("sends datagrams without a MAC (is it started without --secret-file?)")
+            }
+            Mismatch::Secret(DecodeError::NoSecret) => {
+                f.write_str("sends datagrams with a MAC, and this peer has no --secret-file")
+            }
+            Mismatch::Secret(e) => write!(f, "fails authentication ({e}: another secret?)"),
+        }
+    }
+}
+
 /// What a peer we are still waiting for lacks, for the timeout report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Missing {
@@ -271,7 +308,7 @@ pub struct Missing {
     pub heartbeat: bool,
     pub ack: bool,
     pub last_heard: Option<Duration>,
-    pub other_hosts_list: bool,
+    pub mismatch: Option<Mismatch>,
 }
 
 impl fmt::Display for Missing {
@@ -285,8 +322,8 @@ impl fmt::Display for Missing {
             write!(f, " ({addr})")?;
         }
         f.write_str(":")?;
-        if self.other_hosts_list {
-            f.write_str(" runs with a different hosts list,")?;
+        if let Some(m) = self.mismatch {
+            write!(f, " {m},")?;
         }
         if !self.heartbeat {
             f.write_str(" no heartbeat received,")?;
@@ -342,8 +379,12 @@ pub enum Event {
         from: SocketAddr,
         total: u64,
     },
-    /// A peer runs with a different hosts list: said once per peer.
-    HostsMismatch { peer: String, from: SocketAddr },
+    /// A peer runs with another hosts list or secret: said once per peer.
+    Mismatch {
+        peer: String,
+        from: SocketAddr,
+        what: Mismatch,
+    },
     /// The timeout ran out before READY: who is missing what.
     TimedOut {
         after: Duration,
@@ -407,9 +448,17 @@ impl fmt::Display for Event {
                 f,
                 "dropping datagrams ({total} so far); latest from {from}: {reason}"
             ),
-            Event::HostsMismatch { peer, from } => write!(
+            Event::Mismatch {
+                peer,
+                from,
+                what: what @ Mismatch::HostsList,
+            } => write!(
                 f,
-                "{peer} ({from}) runs with a different hosts list: every peer must read the same hosts file"
+                "{peer} ({from}) {what}: every peer must read the same hosts file"
+            ),
+            Event::Mismatch { peer, from, what } => write!(
+                f,
+                "{peer} ({from}) {what}: every peer must use the same --secret-file"
             ),
             Event::TimedOut {
                 after,
@@ -479,8 +528,10 @@ struct Peer {
     next_heartbeat: Option<Instant>,
     /// Retransmission timeout for the next unacknowledged heartbeat.
     rto: Duration,
-    /// Datagrams with another hosts list came from its address.
-    other_hosts_list: bool,
+    /// Datagrams with another hosts list or secret came from its address.
+    mismatch: Option<Mismatch>,
+    /// The highest heartbeat sequence number heard from this incarnation.
+    heartbeat_seq: u64,
 }
 
 impl Peer {
@@ -507,6 +558,7 @@ impl Peer {
         self.heartbeat = None;
         self.ack = None;
         self.acked_seq = 0;
+        self.heartbeat_seq = 0;
         self.flags = Flags::default();
     }
 }
@@ -577,7 +629,8 @@ impl Node {
                 silent: false,
                 next_heartbeat: None,
                 rto,
-                other_hosts_list: false,
+                mismatch: None,
+                heartbeat_seq: 0,
             })
             .collect();
         Node {
@@ -757,18 +810,14 @@ impl Node {
         let from = canonical(from);
         let msg = match message {
             Ok(m) => m,
+            Err(e) if e.is_auth() => {
+                self.mismatch(from, Mismatch::Secret(e), out);
+                return self.dropped(Drop::Unauthentic(e), from, now, out);
+            }
             Err(e) => return self.dropped(Drop::Malformed(e), from, now, out),
         };
         if msg.hosts != self.hosts {
-            if let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from))
-                && !p.other_hosts_list
-            {
-                p.other_hosts_list = true;
-                out.push(Action::Event(Event::HostsMismatch {
-                    peer: p.name.clone(),
-                    from,
-                }));
-            }
+            self.mismatch(from, Mismatch::HostsList, out);
             return self.dropped(Drop::HostsMismatch, from, now, out);
         }
         if msg.to != self.me {
@@ -792,8 +841,11 @@ impl Node {
         match p.incarnation {
             Some(cur) if cur == msg.incarnation => {}
             Some(cur) => {
+                // A lower incarnation is a restart only without a MAC, and
+                // only once the current one has gone silent: a peer whose
+                // clock stepped back is then not locked out for good.
                 let long_silent = p.last_heard.is_none_or(|t| now - t >= silent_after);
-                if msg.incarnation < cur && !long_silent {
+                if msg.incarnation < cur && (self.params.authenticated || !long_silent) {
                     return self.dropped(Drop::Stale, from, now, out);
                 }
                 p.incarnation = Some(msg.incarnation);
@@ -809,9 +861,17 @@ impl Node {
         {
             return self.dropped(Drop::BogusAck, from, now, out);
         }
+        let newest = match msg.kind {
+            Kind::Heartbeat => p.heartbeat_seq,
+            Kind::Ack => p.acked_seq,
+        };
+        if msg.seq <= newest {
+            return self.dropped(Drop::Replay, from, now, out);
+        }
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
         p.reply_to = Some(from);
+        p.mismatch = None;
         p.flags = msg.flags;
         p.last_heard = Some(now);
         if p.by_name() && !p.resolving {
@@ -827,6 +887,7 @@ impl Node {
             Kind::Heartbeat => {
                 let first = p.heartbeat.is_none();
                 p.heartbeat = Some(now);
+                p.heartbeat_seq = msg.seq;
                 let ack = Message {
                     kind: Kind::Ack,
                     flags: self.flags,
@@ -850,7 +911,7 @@ impl Node {
             Kind::Ack => {
                 let knew = p.knows(self.epoch);
                 p.ack = Some(now);
-                p.acked_seq = p.acked_seq.max(msg.seq);
+                p.acked_seq = msg.seq;
                 if !knew && p.knows(self.epoch) {
                     p.rto = self.params.initial_rto();
                     let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
@@ -872,12 +933,28 @@ impl Node {
     fn dropped(&mut self, reason: Drop, from: SocketAddr, now: Instant, out: &mut Vec<Action>) {
         self.stats.dropped[reason.index()] += 1;
         out.push(Action::Event(Event::Dropped { reason, from }));
-        if self.next_drop_warning.is_none_or(|t| now >= t) {
+        // Duplicates are what networks do: counted, never warned about.
+        if reason != Drop::Replay && self.next_drop_warning.is_none_or(|t| now >= t) {
             self.next_drop_warning = Some(now + DROP_WARNING_EVERY);
             out.push(Action::Event(Event::Dropping {
                 reason,
                 from,
                 total: self.stats.dropped_total(),
+            }));
+        }
+    }
+
+    /// Notes, once per peer, that datagrams from its address can never be
+    /// believed.
+    fn mismatch(&mut self, from: SocketAddr, what: Mismatch, out: &mut Vec<Action>) {
+        if let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from))
+            && p.mismatch != Some(what)
+        {
+            p.mismatch = Some(what);
+            out.push(Action::Event(Event::Mismatch {
+                peer: p.name.clone(),
+                from,
+                what,
             }));
         }
     }
@@ -1074,7 +1151,7 @@ impl Node {
                 heartbeat: p.heartbeat.is_some(),
                 ack: p.ack.is_some(),
                 last_heard: p.last_heard.map(|t| now - t),
-                other_hosts_list: p.other_hosts_list,
+                mismatch: p.mismatch,
             })
             .collect()
     }

@@ -5,15 +5,17 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{LevelFilter, error, info};
+use log::{LevelFilter, error, info, warn};
 
 use rollcall::cli::{self, Bind, Command, Config, LogLevel};
 use rollcall::hosts::{self, Entry, NameError};
 use rollcall::machine::{Node, Params};
-use rollcall::runtime::{self, Announce};
+use rollcall::runtime::{self, Options};
+use rollcall::wire::Key;
 use rollcall::{Exit, runtime::log_exit};
 
 fn main() -> ExitCode {
@@ -45,7 +47,12 @@ fn run(config: Config) -> Exit {
             return Exit::Failure;
         }
     };
-    let (entries, me, socket) = match setup(&config) {
+    let Setup {
+        entries,
+        me,
+        socket,
+        key,
+    } = match setup(&config) {
         Ok(s) => s,
         Err(message) => {
             eprintln!("rollcall: {message}");
@@ -59,6 +66,7 @@ fn run(config: Config) -> Exit {
         interval: config.interval,
         timeout: config.timeout,
         barrier: config.barrier,
+        authenticated: key.is_some(),
     };
     let mut node = Node::new(
         &entries,
@@ -69,19 +77,21 @@ fn run(config: Config) -> Exit {
         params,
     );
     info!(
-        "rollcall {} (peer {} of {}) bound to {bound}, timeout {}, interval {}{}",
+        "rollcall {} (peer {} of {}) bound to {bound}, timeout {}, interval {}{}{}",
         entries[me].text,
         me + 1,
         entries.len(),
         humantime::format_duration(config.timeout),
         humantime::format_duration(config.interval),
-        if config.barrier { ", barrier" } else { "" }
+        if config.barrier { ", barrier" } else { "" },
+        if key.is_some() { ", authenticated" } else { "" }
     );
-    let announce = Announce {
-        to: config.ready_to,
-        file: config.ready_file.clone(),
+    let options = Options {
+        ready_to: config.ready_to,
+        ready_file: config.ready_file.clone(),
+        key,
     };
-    match runtime::run(&mut node, socket, signals, announce) {
+    match runtime::run(&mut node, socket, signals, options) {
         Ok(reason) => {
             log_exit(&reason, &node);
             reason.exit()
@@ -95,7 +105,7 @@ fn run(config: Config) -> Exit {
 
 /// `rollcall probe`: READY if the ready file exists. Exit 1 (not 124) when
 /// not, as container healthchecks expect.
-fn probe(ready_file: &std::path::Path) -> Exit {
+fn probe(ready_file: &Path) -> Exit {
     match std::fs::metadata(ready_file) {
         Ok(_) => {
             println!("ready");
@@ -108,9 +118,17 @@ fn probe(ready_file: &std::path::Path) -> Exit {
     }
 }
 
+/// What the configuration gives the loop.
+struct Setup {
+    entries: Vec<Entry>,
+    me: usize,
+    socket: UdpSocket,
+    key: Option<Key>,
+}
+
 /// Everything that can fail as a configuration error: reads the hosts
-/// file, finds our entry and binds the socket.
-fn setup(config: &Config) -> Result<(Vec<Entry>, usize, UdpSocket), String> {
+/// file and the secret, finds our entry and binds the socket.
+fn setup(config: &Config) -> Result<Setup, String> {
     let path = config.hosts.display();
     let text = std::fs::read_to_string(&config.hosts)
         .map_err(|e| format!("cannot read hosts file {path}: {}", io_reason(&e)))?;
@@ -139,8 +157,40 @@ fn setup(config: &Config) -> Result<(Vec<Entry>, usize, UdpSocket), String> {
             )
         }
     })?;
+    let key = config.secret_file.as_deref().map(read_secret).transpose()?;
     let socket = bind(config.bind, entries[me].port)?;
-    Ok((entries, me, socket))
+    Ok(Setup {
+        entries,
+        me,
+        socket,
+        key,
+    })
+}
+
+/// The shared secret: the file's bytes, less trailing white space (so that
+/// `echo` and `printf` make the same secret).
+fn read_secret(path: &Path) -> Result<Key, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read secret file {}: {}",
+            path.display(),
+            io_reason(&e)
+        )
+    })?;
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    if end == 0 {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    if end < 16 {
+        warn!(
+            "secret file {} holds only {end} bytes: a secret of 16 or more random bytes resists guessing",
+            path.display()
+        );
+    }
+    Ok(Key::from_secret(&bytes[..end]))
 }
 
 /// Binds the socket. By default every address, IPv6 and IPv4 alike on a

@@ -24,7 +24,7 @@ pub use signal_hook_mio::v1_0::Signals;
 
 use crate::cli::ReadyTo;
 use crate::machine::{Action, Event, Input, Node, Reason, Stop};
-use crate::wire::{self, Kind, Message};
+use crate::wire::{self, Key, Kind, Message};
 
 const SOCKET: Token = Token(0);
 const RESOLVER: Token = Token(1);
@@ -39,10 +39,11 @@ const RECV_BUFFER: usize = 2048;
 /// getaddrinfo runs on a thread of its own per lookup; this is ample.
 const RESOLVER_STACK: usize = 256 * 1024;
 
-/// How READY is announced.
-pub struct Announce {
-    pub to: ReadyTo,
-    pub file: Option<PathBuf>,
+/// How READY is announced, and the key of the datagrams' MACs.
+pub struct Options {
+    pub ready_to: ReadyTo,
+    pub ready_file: Option<PathBuf>,
+    pub key: Option<Key>,
 }
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
@@ -58,7 +59,7 @@ pub fn run(
     node: &mut Node,
     socket: std::net::UdpSocket,
     mut signals: Signals,
-    announce: Announce,
+    options: Options,
 ) -> io::Result<Reason> {
     socket.set_nonblocking(true)?;
     let mut socket = UdpSocket::from_std(socket);
@@ -70,7 +71,7 @@ pub fn run(
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let (resolved_tx, resolved_rx) = mpsc::channel();
-    if let Some(path) = &announce.file {
+    if let Some(path) = &options.ready_file {
         // Left by a process that was killed: it speaks of an earlier run.
         match fs::remove_file(path) {
             Ok(()) => info!("removed a stale ready file {}", path.display()),
@@ -84,7 +85,7 @@ pub fn run(
         dual_stack,
         waker,
         resolved_tx,
-        announce,
+        options,
         ready_file_made: false,
         send_failures: 0,
         actions: Vec::new(),
@@ -143,7 +144,7 @@ struct Io {
     dual_stack: bool,
     waker: Arc<Waker>,
     resolved_tx: Sender<Resolution>,
-    announce: Announce,
+    options: Options,
     ready_file_made: bool,
     send_failures: u64,
     actions: Vec<Action>,
@@ -152,7 +153,7 @@ struct Io {
 
 impl Drop for Io {
     fn drop(&mut self) {
-        if let (true, Some(path)) = (self.ready_file_made, &self.announce.file)
+        if let (true, Some(path)) = (self.ready_file_made, &self.options.ready_file)
             && let Err(e) = fs::remove_file(path)
         {
             warn!("cannot remove ready file {}: {e}", path.display());
@@ -180,7 +181,7 @@ impl Io {
         for _ in 0..READ_BATCH {
             match self.socket.recv_from(buf) {
                 Ok((n, from)) => {
-                    let message = wire::decode(&buf[..n]);
+                    let message = wire::decode(&buf[..n], self.options.key.as_ref());
                     if let Ok(m) = &message {
                         debug!("<- {from} {}", describe(m));
                     }
@@ -222,7 +223,10 @@ impl Io {
             }
             other => other,
         };
-        if let Err(e) = self.socket.send_to(&wire::encode(message), target) {
+        if let Err(e) = self.socket.send_to(
+            wire::encode(message, self.options.key.as_ref()).as_bytes(),
+            target,
+        ) {
             // A lost datagram, as far as the protocol is concerned: it
             // retransmits. Only the first failure is worth a warning.
             self.send_failures += 1;
@@ -260,13 +264,13 @@ impl Io {
     /// The ready file first, then the line: whoever reads READY may rely
     /// on the file.
     fn ready(&mut self) {
-        if let Some(path) = &self.announce.file {
+        if let Some(path) = &self.options.ready_file {
             match fs::write(path, "READY\n") {
                 Ok(()) => self.ready_file_made = true,
                 Err(e) => error!("cannot create ready file {}: {e}", path.display()),
             }
         }
-        let written = match self.announce.to {
+        let written = match self.options.ready_to {
             ReadyTo::Stdout => {
                 writeln!(io::stdout().lock(), "READY").and_then(|_| io::stdout().flush())
             }
@@ -314,7 +318,7 @@ fn describe(m: &Message) -> String {
 fn log_event(event: &Event) {
     let level = match event {
         Event::ResolveFailed { first: false, .. } | Event::Dropped { .. } => Level::Debug,
-        Event::Silent { .. } | Event::Dropping { .. } | Event::HostsMismatch { .. } => Level::Warn,
+        Event::Silent { .. } | Event::Dropping { .. } | Event::Mismatch { .. } => Level::Warn,
         Event::TimedOut { .. } => Level::Error,
         _ => Level::Info,
     };

@@ -5,7 +5,11 @@
 //! Whether a well-formed message is *believable* (right hosts list, a real
 //! peer, the right address) is the state machine's business, not this one's.
 //!
-//! Layout of version 1, all integers big-endian, 44 bytes:
+//! With a shared secret, every datagram carries a message authentication
+//! code: a BLAKE3 keyed hash of its first 44 bytes, truncated to 16 bytes
+//! and appended, and byte 7 says so. Verifying it is part of decoding.
+//!
+//! Layout of version 1, all integers big-endian, 44 bytes (60 with a MAC):
 //!
 //! ```text
 //!  offset size field
@@ -13,13 +17,14 @@
 //!   4      1  version      1
 //!   5      1  kind         1 heartbeat, 2 acknowledgement
 //!   6      1  flags        bit 0 READY, bit 1 DONE; other bits ignored
-//!   7      1  reserved     sent as 0, ignored
+//!   7      1  auth         0 none, 1 BLAKE3 MAC in bytes 44..60
 //!   8      8  hosts        fingerprint of the hosts list
 //!  16      2  from         sender's entry id (1-based)
 //!  18      2  to           receiver's entry id (1-based)
 //!  20      8  incarnation  sender's incarnation
 //!  28      8  echo         ack: the incarnation being acknowledged; heartbeat: 0
 //!  36      8  seq          heartbeat: sender's sequence; ack: the one acknowledged
+//!  44     16  mac          with auth 1: keyed BLAKE3 of bytes 0..44, truncated
 //! ```
 
 use std::fmt;
@@ -28,8 +33,55 @@ use std::fmt;
 pub const MAGIC: [u8; 4] = *b"RLCL";
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
-/// Length of a version 1 datagram.
+/// Length of a version 1 datagram without a MAC.
 pub const LEN: usize = 44;
+/// Length of the MAC.
+pub const MAC_LEN: usize = 16;
+/// Length of a version 1 datagram with a MAC: the largest we send.
+pub const MAX_LEN: usize = LEN + MAC_LEN;
+
+/// What the `auth` byte says.
+const AUTH_NONE: u8 = 0;
+const AUTH_BLAKE3: u8 = 1;
+
+/// The key every datagram's MAC is computed with, derived from the shared
+/// secret.
+#[derive(Clone)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// Derives the MAC key from the secret's bytes, so that the secret
+    /// itself is never used as a key for anything else.
+    pub fn from_secret(secret: &[u8]) -> Key {
+        Key(blake3::derive_key("rollcall 2026-11 datagram MAC", secret))
+    }
+
+    fn mac(&self, bytes: &[u8]) -> [u8; MAC_LEN] {
+        let hash = blake3::keyed_hash(&self.0, bytes);
+        let mut mac = [0u8; MAC_LEN];
+        mac.copy_from_slice(&hash.as_bytes()[..MAC_LEN]);
+        mac
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// An encoded datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    buf: [u8; MAX_LEN],
+    len: usize,
+}
+
+impl Datagram {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
 
 /// What a datagram asks of its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +145,24 @@ pub enum DecodeError {
     Length(usize),
     /// An unknown message kind.
     Kind(u8),
+    /// No MAC, and this peer requires one.
+    Unauthenticated,
+    /// A MAC, and this peer has no secret to check it with.
+    NoSecret,
+    /// A MAC that does not verify: another secret, or forged.
+    BadMac,
+    /// An unknown authentication scheme.
+    Auth(u8),
+}
+
+impl DecodeError {
+    /// The datagram may be sound, but its authentication is not ours.
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            DecodeError::Unauthenticated | DecodeError::NoSecret | DecodeError::BadMac
+        )
+    }
 }
 
 impl fmt::Display for DecodeError {
@@ -102,17 +172,23 @@ impl fmt::Display for DecodeError {
             DecodeError::Version(v) => {
                 write!(f, "protocol version {v}, this build speaks {VERSION}")
             }
-            DecodeError::Length(n) => write!(f, "{n} bytes, a datagram has {LEN}"),
+            DecodeError::Length(n) => {
+                write!(f, "{n} bytes, a datagram has {LEN} ({MAX_LEN} with a MAC)")
+            }
             DecodeError::Kind(k) => write!(f, "unknown message kind {k}"),
+            DecodeError::Unauthenticated => write!(f, "no MAC, and a secret is required"),
+            DecodeError::NoSecret => write!(f, "a MAC, and this peer has no secret"),
+            DecodeError::BadMac => write!(f, "MAC does not verify"),
+            DecodeError::Auth(a) => write!(f, "unknown authentication scheme {a}"),
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
 
-/// Writes `msg` into a fixed-size buffer.
-pub fn encode(msg: &Message) -> [u8; LEN] {
-    let mut b = [0u8; LEN];
+/// Writes `msg`, with a MAC when there is a key.
+pub fn encode(msg: &Message, key: Option<&Key>) -> Datagram {
+    let mut b = [0u8; MAX_LEN];
     b[0..4].copy_from_slice(&MAGIC);
     b[4] = VERSION;
     b[5] = match msg.kind {
@@ -126,20 +202,58 @@ pub fn encode(msg: &Message) -> [u8; LEN] {
     b[20..28].copy_from_slice(&msg.incarnation.to_be_bytes());
     b[28..36].copy_from_slice(&msg.echo.to_be_bytes());
     b[36..44].copy_from_slice(&msg.seq.to_be_bytes());
-    b
+    let Some(key) = key else {
+        return Datagram { buf: b, len: LEN };
+    };
+    b[7] = AUTH_BLAKE3;
+    let mac = key.mac(&b[..LEN]);
+    b[LEN..].copy_from_slice(&mac);
+    Datagram {
+        buf: b,
+        len: MAX_LEN,
+    }
 }
 
-/// Reads a message from `bytes`, whatever they are.
-pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+/// Reads a message from `bytes`, whatever they are. With a key, only a
+/// datagram whose MAC verifies is a message.
+pub fn decode(bytes: &[u8], key: Option<&Key>) -> Result<Message, DecodeError> {
     if bytes.len() < 5 || bytes[0..4] != MAGIC {
         return Err(DecodeError::Magic);
     }
     if bytes[4] != VERSION {
         return Err(DecodeError::Version(bytes[4]));
     }
-    let b: &[u8; LEN] = bytes
-        .try_into()
-        .map_err(|_| DecodeError::Length(bytes.len()))?;
+    let auth = if bytes.len() >= LEN {
+        bytes[7]
+    } else {
+        AUTH_NONE
+    };
+    let expected = match auth {
+        AUTH_NONE => LEN,
+        AUTH_BLAKE3 => MAX_LEN,
+        other => return Err(DecodeError::Auth(other)),
+    };
+    if bytes.len() != expected {
+        return Err(DecodeError::Length(bytes.len()));
+    }
+    let (b, mac) = bytes.split_at(LEN);
+    match (key, auth) {
+        (None, AUTH_NONE) => {}
+        (None, _) => return Err(DecodeError::NoSecret),
+        (Some(_), AUTH_NONE) => return Err(DecodeError::Unauthenticated),
+        (Some(key), _) => {
+            // Constant time: every byte is compared whatever the first
+            // difference.
+            let diff = key
+                .mac(b)
+                .iter()
+                .zip(mac)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+            if diff != 0 {
+                return Err(DecodeError::BadMac);
+            }
+        }
+    }
     let kind = match b[5] {
         1 => Kind::Heartbeat,
         2 => Kind::Ack,
@@ -192,14 +306,15 @@ mod tests {
                     flags: Flags { ready, done },
                     ..sample()
                 };
-                assert_eq!(decode(&encode(&msg)), Ok(msg));
+                assert_eq!(decode(encode(&msg, None).as_bytes(), None), Ok(msg));
             }
         }
     }
 
     #[test]
     fn layout_is_as_documented() {
-        let b = encode(&sample());
+        let d = encode(&sample(), None);
+        let b = d.as_bytes();
         assert_eq!(&b[0..4], b"RLCL");
         assert_eq!(b[4], 1);
         assert_eq!(b[5], 2);
@@ -211,7 +326,9 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_message() {
-        let good = encode(&sample());
+        let d = encode(&sample(), None);
+        let good: [u8; LEN] = d.as_bytes().try_into().unwrap();
+        let decode = |b: &[u8]| decode(b, None);
         assert_eq!(decode(&[]), Err(DecodeError::Magic));
         assert_eq!(decode(b"RLC"), Err(DecodeError::Magic));
         assert_eq!(decode(b"XLCL\x01"), Err(DecodeError::Magic));
@@ -229,16 +346,55 @@ mod tests {
 
     #[test]
     fn every_prefix_and_every_byte_flip_decodes_or_errs() {
-        let good = encode(&sample());
-        for n in 0..=good.len() {
-            let _ = decode(&good[..n]);
-        }
-        for i in 0..good.len() {
-            for v in [0u8, 1, 2, 3, 0x7f, 0xff] {
-                let mut b = good;
-                b[i] = v;
-                let _ = decode(&b);
+        let key = Key::from_secret(b"s");
+        for k in [None, Some(&key)] {
+            for with in [None, Some(&key)] {
+                let d = encode(&sample(), k);
+                let good = d.as_bytes();
+                for n in 0..=good.len() {
+                    let _ = decode(&good[..n], with);
+                }
+                for i in 0..good.len() {
+                    for v in [0u8, 1, 2, 3, 0x7f, 0xff] {
+                        let mut b = good.to_vec();
+                        b[i] = v;
+                        let _ = decode(&b, with);
+                    }
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_mac_binds_every_byte_to_the_secret() {
+        let key = Key::from_secret(b"correct horse");
+        let other = Key::from_secret(b"battery staple");
+        let msg = sample();
+        let d = encode(&msg, Some(&key));
+        assert_eq!(d.as_bytes().len(), MAX_LEN);
+        assert_eq!(d.as_bytes()[7], 1);
+        assert_eq!(decode(d.as_bytes(), Some(&key)), Ok(msg));
+        assert_eq!(decode(d.as_bytes(), Some(&other)), Err(DecodeError::BadMac));
+        assert_eq!(decode(d.as_bytes(), None), Err(DecodeError::NoSecret));
+        let plain = encode(&msg, None);
+        assert_eq!(
+            decode(plain.as_bytes(), Some(&key)),
+            Err(DecodeError::Unauthenticated)
+        );
+        for i in 0..MAX_LEN {
+            if i == 7 {
+                continue;
+            }
+            let mut b = d.as_bytes().to_vec();
+            b[i] ^= 0x01;
+            assert!(decode(&b, Some(&key)).is_err(), "flipped byte {i} passed");
+        }
+        // Stripping the MAC and clearing the flag does not pass either.
+        let mut stripped = d.as_bytes()[..LEN].to_vec();
+        stripped[7] = 0;
+        assert_eq!(
+            decode(&stripped, Some(&key)),
+            Err(DecodeError::Unauthenticated)
+        );
     }
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::{Action, Input, MAX_ADDRS, Node, Params, Reason};
 use crate::hosts::{self, Entry};
-use crate::wire::{self, Kind};
+use crate::wire::{self, Key, Kind};
 
 const PORT: u16 = 7610;
 const RESOLVER_DELAY: Duration = Duration::from_millis(5);
@@ -85,6 +85,8 @@ pub struct Scenario {
     /// Peers are DNS names, resolved by the simulated resolver once their
     /// node has started; a restarted node gets a new address.
     pub names: bool,
+    /// Every datagram carries a MAC.
+    pub secret: bool,
     pub loss: f64,
     pub duplicate: f64,
     pub max_delay: Duration,
@@ -115,6 +117,7 @@ impl Scenario {
             barrier,
             interval: Duration::from_millis(r.range(200, 2000)),
             names: r.chance(0.4),
+            secret: r.chance(0.3),
             loss: if r.chance(0.6) { r.unit() * 0.5 } else { 0.0 },
             duplicate: if r.chance(0.3) { r.unit() * 0.3 } else { 0.0 },
             max_delay: Duration::from_micros(r.range(50, 50_000)),
@@ -132,6 +135,7 @@ impl Scenario {
             interval: self.interval,
             timeout: Duration::from_secs(24 * 3600),
             barrier: self.barrier,
+            authenticated: self.secret,
         }
     }
 
@@ -146,7 +150,7 @@ enum What {
     Deliver {
         from: usize,
         to: usize,
-        bytes: [u8; wire::LEN],
+        datagram: wire::Datagram,
     },
     Resolved {
         node: usize,
@@ -185,6 +189,7 @@ struct Heard {
 
 pub struct Sim {
     s: Scenario,
+    key: Option<Key>,
     rng: Rng,
     t0: Instant,
     now: Instant,
@@ -244,6 +249,7 @@ impl Sim {
         let mut sim = Sim {
             heard: vec![vec![Heard::default(); s.peers]; s.peers],
             deadlines: vec![None; s.peers],
+            key: s.secret.then(|| Key::from_secret(b"simulated secret")),
             rng: Rng::new(rng.next_u64()),
             t0,
             now: t0,
@@ -400,7 +406,7 @@ impl Sim {
                 };
                 self.input(node, Input::Resolved { peer, result })
             }
-            What::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
+            What::Deliver { from, to, datagram } => self.deliver(from, to, datagram),
         }
     }
 
@@ -429,12 +435,12 @@ impl Sim {
         self.input(i, Input::Start)
     }
 
-    fn deliver(&mut self, from: usize, to: usize, bytes: [u8; wire::LEN]) -> Result<(), Failure> {
+    fn deliver(&mut self, from: usize, to: usize, datagram: wire::Datagram) -> Result<(), Failure> {
         if self.slots[to].node.is_none() {
             return Ok(());
         }
         self.delivered += 1;
-        let message = wire::decode(&bytes);
+        let message = wire::decode(datagram.as_bytes(), self.key.as_ref());
         let src = self.addr(from);
         // Only what the receiver can tell comes from the sender counts:
         // a datagram from an address it does not know for that sender is
@@ -497,7 +503,7 @@ impl Sim {
                     self.lost += 1;
                     return Ok(());
                 }
-                let bytes = wire::encode(&message);
+                let datagram = wire::encode(&message, self.key.as_ref());
                 let copies = if lossy && self.rng.chance(self.s.duplicate) {
                     2
                 } else {
@@ -510,7 +516,7 @@ impl Sim {
                         What::Deliver {
                             from: i,
                             to: j,
-                            bytes,
+                            datagram,
                         },
                     );
                 }

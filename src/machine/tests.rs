@@ -15,6 +15,7 @@ fn params() -> Params {
         interval: Duration::from_secs(2),
         timeout: Duration::from_secs(120),
         barrier: false,
+        authenticated: false,
     }
 }
 
@@ -463,7 +464,7 @@ fn a_peer_with_another_hosts_list_is_named_once_and_reported_at_the_timeout() {
         let out = deliver(&mut n, addr(2), hb(1234, 2, 1, 5, k + 1), t0 + MS);
         named += out
             .iter()
-            .filter(|a| matches!(a, Action::Event(Event::HostsMismatch { .. })))
+            .filter(|a| matches!(a, Action::Event(Event::Mismatch { .. })))
             .count();
     }
     assert_eq!(named, 1);
@@ -474,7 +475,7 @@ fn a_peer_with_another_hosts_list_is_named_once_and_reported_at_the_timeout() {
     else {
         panic!("no timeout report: {out:?}")
     };
-    assert!(missing[0].other_hosts_list);
+    assert_eq!(missing[0].mismatch, Some(Mismatch::HostsList));
     assert!(missing[0].to_string().contains("different hosts list"));
 }
 
@@ -774,4 +775,89 @@ fn ipv4_mapped_sources_match_ipv4_entries() {
     let out = deliver(&mut n, mapped, hb(fp, 2, 1, 5, 1), t0 + MS);
     assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
     assert_eq!(n.stats().dropped_total(), 0);
+}
+
+#[test]
+fn duplicates_and_replays_of_one_incarnation_are_dropped_without_a_warning() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 5), t0 + MS);
+    let again = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 5), t0 + 2 * MS);
+    let older = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 4), t0 + 3 * MS);
+    let ours = heartbeats_to(&out, addr(2))[0];
+    deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + 4 * MS);
+    let ack_again = deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + 5 * MS);
+    assert_eq!(n.stats().dropped[Drop::Replay.index()], 3);
+    for out in [again, older, ack_again] {
+        assert!(
+            !sends(&out).iter().any(|s| s.1.kind == Kind::Ack),
+            "not answered"
+        );
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::Event(Event::Dropping { .. })))
+        );
+    }
+}
+
+#[test]
+fn a_peer_with_another_secret_is_named_and_reported_at_the_timeout() {
+    use crate::wire::DecodeError;
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(2),
+        authenticated: true,
+        ..params()
+    };
+    let (mut n, _) = node(2, 1, p, t0);
+    let mut named = Vec::new();
+    for k in 0..3u32 {
+        let out = step(
+            &mut n,
+            Input::Datagram {
+                from: addr(2),
+                message: Err(DecodeError::BadMac),
+            },
+            t0 + MS * k,
+        );
+        named.extend(out.into_iter().filter_map(|a| match a {
+            Action::Event(e @ Event::Mismatch { .. }) => Some(e.to_string()),
+            _ => None,
+        }));
+    }
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert!(named[0].contains("127.0.0.1:7002") && named[0].contains("--secret-file"));
+    assert_eq!(
+        n.stats().dropped[Drop::Unauthentic(DecodeError::BadMac).index()],
+        3
+    );
+    let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(2));
+    let report = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Event(e @ Event::TimedOut { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .expect("a timeout report");
+    assert!(report.contains("fails authentication"), "{report}");
+}
+
+#[test]
+fn with_a_secret_an_earlier_incarnation_is_never_taken_back() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    for (authenticated, taken_back) in [(false, true), (true, false)] {
+        let p = Params {
+            authenticated,
+            ..params()
+        };
+        let (mut n, _) = node(2, 1, p, t0);
+        deliver(&mut n, addr(2), hb(fp, 2, 1, 50, 1), t0 + MS);
+        // Long after the peer went silent, its earlier incarnation speaks.
+        let later = t0 + p.silent_after() * 2;
+        let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 40, 1), later);
+        let answered = sends(&out).iter().any(|s| s.1.kind == Kind::Ack);
+        assert_eq!(answered, taken_back, "authenticated: {authenticated}");
+    }
 }

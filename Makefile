@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 RELEASE_BIN := target/release/rollcall
 SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh .ci/run
 
-.PHONY: help build test lint fmt cluster bench soak k8s-validate clean
+.PHONY: help build test lint fmt cluster bench soak fuzz k8s-validate clean
 
 help: ## list the targets (default)
 	@echo "usage: make TARGET [N=5] [ARGS='--interval 500ms'] [HOLD=1] [BENCH_ARGS='--runs 3']"
@@ -50,6 +50,9 @@ cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD
 
 bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes target/bench/bench.csv)
 	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) $(BENCH_ARGS)
+
+fuzz: ## coverage-guided fuzzing of TARGET (decode or hosts) for SECONDS (default 60); needs cargo-fuzz
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(or $(TARGET),decode) -- -max_total_time=$(or $(SECONDS),60)
 
 k8s-validate: ## validate deploy/k8s offline against the Kubernetes schemas (strict)
 	scripts/validate-k8s.sh

@@ -6,6 +6,7 @@
 #   HOLD=1      `make cluster` keeps the peers running after READY until Ctrl-C
 #   WAIT, BASE_PORT, ROLLCALL_BIN  also reach scripts/cluster.sh (see its header)
 #   BENCH_ARGS  extra arguments for scripts/bench.py, e.g. BENCH_ARGS="--runs 3 --sizes 2,5"
+#   SMOKE       scenarios for `make smoke` (scripts/smoke.sh --help), e.g. SMOKE="restart stop"; default all
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -15,9 +16,10 @@ CARGO   ?= cargo
 PYTHON  ?= python3
 N       ?= 5
 BENCH_ARGS ?=
+SMOKE   ?=
 
 RELEASE_BIN := target/release/rollcall
-SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh .ci/run
+SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh scripts/smoke.sh .ci/run
 
 .PHONY: help build test lint fmt cluster bench soak fuzz k8s-validate clean
 
@@ -29,11 +31,12 @@ help: ## list the targets (default)
 build: ## build the release binary (target/release/rollcall)
 	$(CARGO) build --release
 
-test: ## the whole suite: cargo test (with the simulator), a real cluster run, the k8s manifests
+test: ## the whole suite: cargo test (with the simulator), a real cluster run, the k8s manifests, the container smoke tests
 	$(CARGO) test
 	$(CARGO) build --release
 	N=5 HOLD=0 ARGS= scripts/cluster.sh
 	scripts/validate-k8s.sh
+	MAKE='$(MAKE)' scripts/smoke.sh --auto
 
 lint: ## rustfmt check, clippy with warnings as errors, shell/python syntax checks
 	$(CARGO) fmt --all -- --check
@@ -84,3 +87,6 @@ compose-up: image ## five peers in docker compose (compose.yaml), in the foregro
 
 compose-down: ## remove the compose cluster
 	$(COMPOSE) down --remove-orphans
+
+smoke: image ## the container smoke tests: six docker compose scenarios (SMOKE="restart stop" runs some)
+	scripts/smoke.sh $(SMOKE)

@@ -836,37 +836,42 @@ impl Node {
             self.resolve_soon(i, now);
             return self.dropped(reason, from, now, out);
         }
-        let silent_after = self.params.silent_after();
-        let p = &mut self.peers[i];
-        match p.incarnation {
-            Some(cur) if cur == msg.incarnation => {}
-            Some(cur) => {
-                // A lower incarnation is a restart only without a MAC, and
-                // only once the current one has gone silent: a peer whose
-                // clock stepped back is then not locked out for good.
-                let long_silent = p.last_heard.is_none_or(|t| now - t >= silent_after);
-                if msg.incarnation < cur && (self.params.authenticated || !long_silent) {
-                    return self.dropped(Drop::Stale, from, now, out);
-                }
-                p.incarnation = Some(msg.incarnation);
-                p.forget();
-                out.push(Action::Event(Event::Restarted {
-                    peer: p.name.clone(),
-                }));
-            }
-            None => p.incarnation = Some(msg.incarnation),
-        }
+        // Every check comes before anything is recorded: a dropped datagram
+        // changes nothing but a counter.
         if msg.kind == Kind::Ack
             && (msg.echo != self.incarnation || msg.seq == 0 || msg.seq > self.seq)
         {
             return self.dropped(Drop::BogusAck, from, now, out);
         }
+        let silent_after = self.params.silent_after();
+        let p = &mut self.peers[i];
+        let current = p.incarnation == Some(msg.incarnation);
+        if let Some(cur) = p.incarnation
+            && msg.incarnation < cur
+        {
+            // A lower incarnation is a restart only without a MAC, and only
+            // once the current one has gone silent: a peer whose clock
+            // stepped back is then not locked out for good.
+            let long_silent = p.last_heard.is_none_or(|t| now - t >= silent_after);
+            if self.params.authenticated || !long_silent {
+                return self.dropped(Drop::Stale, from, now, out);
+            }
+        }
         let newest = match msg.kind {
             Kind::Heartbeat => p.heartbeat_seq,
             Kind::Ack => p.acked_seq,
         };
-        if msg.seq <= newest {
+        if current && msg.seq <= newest {
             return self.dropped(Drop::Replay, from, now, out);
+        }
+        if !current {
+            if p.incarnation.is_some() {
+                p.forget();
+                out.push(Action::Event(Event::Restarted {
+                    peer: p.name.clone(),
+                }));
+            }
+            p.incarnation = Some(msg.incarnation);
         }
         let was_exchanged = p.exchanged();
         self.stats.received += 1;

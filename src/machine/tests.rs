@@ -861,3 +861,29 @@ fn with_a_secret_an_earlier_incarnation_is_never_taken_back() {
         assert_eq!(answered, taken_back, "authenticated: {authenticated}");
     }
 }
+
+#[test]
+fn a_dropped_datagram_changes_nothing_but_a_counter() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(2, 1, params(), t0);
+    let fp = hosts::fingerprint(&entries(2));
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    // From the peer's own address, a bogus acknowledgement that claims a
+    // new incarnation: dropped, and the peer is not taken to have restarted.
+    let ours = heartbeats_to(&out, addr(2))[0];
+    let mut bogus = ack_of(&ours, 99);
+    bogus.echo = 12345;
+    let out = deliver(&mut n, addr(2), bogus, t0 + 2 * MS);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
+    );
+    assert_eq!(n.stats().dropped[Drop::BogusAck.index()], 1);
+    // The real incarnation's next heartbeat is still its own.
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 2), t0 + 3 * MS);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
+    );
+    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+}

@@ -35,6 +35,15 @@
 //! | 34    | lifecycle::env_vars_replace_flags                |
 //! | 35    | lifecycle::flags_win_over_env_vars               |
 //! | 36    | lifecycle::ready_to_stderr                       |
+//! | 40    | faults::hostile_datagrams_are_dropped            |
+//! | 41    | faults::flood_does_not_starve_heartbeats         |
+//! | 60    | auth::peers_sharing_a_secret_become_ready        |
+//! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
+//! | 62    | auth::a_peer_without_the_secret_is_named         |
+//! | 63    | auth::an_unreadable_or_empty_secret_file_is_a_usage_error |
+//!
+//! `netns::eight_peers_under_random_loss` needs no block: its peers run in
+//! network namespaces of their own, on addresses that exist only there.
 //!
 //! Tests without a block (`--help`, `--version`, unknown flag, bare `-h`)
 //! never get as far as binding a socket.
@@ -198,7 +207,29 @@ impl Peer {
     }
 
     pub fn spawn_with<S: AsRef<OsStr>>(label: &str, args: &[S], opts: Spawn) -> Peer {
-        let mut cmd = Command::new(BIN);
+        let no_prefix: [&str; 0] = [];
+        Peer::spawn_via(label, &no_prefix, args, opts)
+    }
+
+    /// Start rollcall behind a `prefix` command that execs it, such as
+    /// `ip netns exec NS`: the command run is `prefix[0] prefix[1..] BIN
+    /// args`. The prefix must exec rather than fork, so that the process
+    /// this guard kills is rollcall itself. An empty prefix runs BIN
+    /// directly, as [`Peer::spawn_with`] does.
+    pub fn spawn_via<P: AsRef<OsStr>, S: AsRef<OsStr>>(
+        label: &str,
+        prefix: &[P],
+        args: &[S],
+        opts: Spawn,
+    ) -> Peer {
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(BIN),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -212,9 +243,10 @@ impl Peer {
         if let Some(dir) = opts.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN} for {label}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            let program = Path::new(cmd.get_program()).display();
+            panic!("spawn {program} for {label}: {e}")
+        });
         let (tx, rx) = channel();
         forward(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
         forward(child.stderr.take().unwrap(), Stream::Stderr, tx);

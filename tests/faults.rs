@@ -838,14 +838,16 @@ fn hostile_datagrams_are_dropped() {
 /// on junk), if the junk makes A exit or die, or if A logs per bad
 /// datagram rather than at most one warning every 10 s.
 ///
-/// What it cannot detect on a small machine: a loop that drains the socket
-/// until it is empty starves its timers only while the flood outruns the
-/// reader with no gap, for 600 ms. On the 2-core development machine
-/// rollcall reads junk faster than the test can send it, so the socket
-/// keeps emptying and such a loop passes too. A flood that did outrun A
-/// would also, by the same token, make the kernel drop B's datagrams at A's
-/// full buffer, which no reader can prevent (the README says so), so this
-/// test stays at a rate A can read.
+/// Why the schedule holds even when a flood outruns the reader: the
+/// machine runs its due timers inside every transition, a datagram's
+/// included, so heartbeats go out on time however long the loop reads; and
+/// the loop reads in batches and polls its timers in between, so a deadline
+/// never waits for the socket to empty. (Seen by hand: a peer run with
+/// --debug, so that it reads slower than two flooders send, kept its
+/// schedule with the batch size as it is and with no batching at all.) A
+/// flood that outruns A also makes the kernel drop some of B's datagrams
+/// at A's full buffer, which no reader can prevent (the README says so);
+/// this test stays at a rate A can read, so that A must hear B too.
 #[test]
 fn flood_does_not_starve_heartbeats() {
     const BLOCK: u16 = 41;

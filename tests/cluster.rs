@@ -28,13 +28,7 @@ fn cluster_becomes_ready(test: &str, block: u16, n: u16) {
             p.label
         );
     }
-    for p in peers.iter() {
-        p.signal("TERM");
-    }
-    let until = deadline(WAIT);
-    for p in peers.iter_mut() {
-        p.expect_exit_after_one_ready(143, until);
-    }
+    stop_all_after_one_ready(&mut peers);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 mod common;
 
 use common::*;
+use rollcall::wire::{self, Flags, Kind, LEN, Message};
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -33,61 +34,25 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 // ---------------------------------------------------------------------------
-// The wire format, from the README's layout table.
+// The wire format: the library's own codec (its layout is pinned by the
+// unit tests in src/wire.rs).
 // ---------------------------------------------------------------------------
 
-const LEN: usize = 44;
-const MAGIC: &[u8; 4] = b"RLCL";
-const VERSION: u8 = 1;
-const HEARTBEAT: u8 = 1;
-const ACK: u8 = 2;
+type Wire = Message;
+const HEARTBEAT: Kind = Kind::Heartbeat;
+const ACK: Kind = Kind::Ack;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Wire {
-    kind: u8,
-    flags: u8,
-    hosts: u64,
-    from: u16,
-    to: u16,
-    incarnation: u64,
-    echo: u64,
-    seq: u64,
+/// A datagram as the peers send it, without a MAC.
+fn encoded(w: &Wire) -> [u8; LEN] {
+    wire::encode(w, None)
+        .as_bytes()
+        .try_into()
+        .expect("a datagram without a MAC is LEN bytes")
 }
 
-impl Wire {
-    /// A version 1 datagram without a MAC, or None.
-    fn parse(b: &[u8]) -> Option<Wire> {
-        if b.len() != LEN || &b[0..4] != MAGIC || b[4] != VERSION {
-            return None;
-        }
-        let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap());
-        Some(Wire {
-            kind: b[5],
-            flags: b[6],
-            hosts: u64_at(8),
-            from: u16_at(16),
-            to: u16_at(18),
-            incarnation: u64_at(20),
-            echo: u64_at(28),
-            seq: u64_at(36),
-        })
-    }
-
-    fn bytes(&self) -> [u8; LEN] {
-        let mut b = [0u8; LEN];
-        b[0..4].copy_from_slice(MAGIC);
-        b[4] = VERSION;
-        b[5] = self.kind;
-        b[6] = self.flags;
-        b[8..16].copy_from_slice(&self.hosts.to_be_bytes());
-        b[16..18].copy_from_slice(&self.from.to_be_bytes());
-        b[18..20].copy_from_slice(&self.to.to_be_bytes());
-        b[20..28].copy_from_slice(&self.incarnation.to_be_bytes());
-        b[28..36].copy_from_slice(&self.echo.to_be_bytes());
-        b[36..44].copy_from_slice(&self.seq.to_be_bytes());
-        b
-    }
+/// A valid datagram without a MAC, or None.
+fn parse(b: &[u8]) -> Option<Wire> {
+    wire::decode(b, None).ok()
 }
 
 /// xorshift64*: the test's own randomness, seeded per run and printed.
@@ -378,7 +343,7 @@ fn relay_loop(
             continue; // not from a peer: nothing of ours sends here
         };
         let bytes = &buf[..len];
-        let wire = Wire::parse(bytes);
+        let wire = parse(bytes);
         if wire.is_some_and(|w| {
             let s = seen.lock().unwrap_or_else(|e| e.into_inner());
             s.retired.contains(&w.incarnation)
@@ -584,9 +549,9 @@ impl AttackCtx {
         let sock = &self.sock;
         let inc = |i: u16| k.incarnation.get(&i).copied().unwrap_or(1);
         // A perfect datagram from peer s to r, as s would send it now.
-        let perfect = |s: u16, kind: u8| Wire {
+        let perfect = |s: u16, kind: Kind| Wire {
             kind,
-            flags: 0,
+            flags: Flags::default(),
             hosts: k.hosts,
             from: s,
             to: r,
@@ -599,7 +564,7 @@ impl AttackCtx {
             },
         };
         let other = if r == 1 { 2 } else { 1 };
-        let valid = perfect(other, HEARTBEAT).bytes();
+        let valid = encoded(&perfect(other, HEARTBEAT));
 
         let mut junk = vec![0u8; self.rng.below(2000)];
         self.rng.fill(&mut junk);
@@ -622,24 +587,24 @@ impl AttackCtx {
 
         let mut w = perfect(other, HEARTBEAT);
         w.hosts ^= 0x0123_4567_89ab_cdef;
-        self.send(sock, r, &w.bytes(), "hosts", t);
+        self.send(sock, r, &encoded(&w), "hosts", t);
 
         // Every other peer, claimed from the attacker's socket: a
         // heartbeat and an acknowledgement of r's latest heartbeat to it.
         // Believed, they would complete r's exchange with s without s.
         for s in (1..=self.n).filter(|&s| s != r) {
-            self.send(sock, r, &perfect(s, HEARTBEAT).bytes(), "forged", t);
-            self.send(sock, r, &perfect(s, ACK).bytes(), "forged", t);
+            self.send(sock, r, &encoded(&perfect(s, HEARTBEAT)), "forged", t);
+            self.send(sock, r, &encoded(&perfect(s, ACK)), "forged", t);
         }
 
         let mut w = perfect(other, HEARTBEAT);
         w.to = if r == self.n { 1 } else { r + 1 };
-        self.send(sock, r, &w.bytes(), "not-for-us", t);
+        self.send(sock, r, &encoded(&w), "not-for-us", t);
 
         for from in [0, r, self.n + 1, u16::MAX] {
             let mut w = perfect(other, HEARTBEAT);
             w.from = from;
-            self.send(sock, r, &w.bytes(), "unknown", t);
+            self.send(sock, r, &encoded(&w), "unknown", t);
         }
 
         // From the senders' own listed addresses: only where r is known to
@@ -666,7 +631,7 @@ impl AttackCtx {
             let mut w = perfect(s, ACK);
             w.incarnation = current;
             w.seq = u64::MAX;
-            self.send(&public, r, &w.bytes(), "bogus-ack", t);
+            self.send(&public, r, &encoded(&w), "bogus-ack", t);
         }
     }
 }
@@ -702,13 +667,7 @@ fn hostile_datagrams_are_dropped() {
         for p in first.iter_mut() {
             p.expect_ready(until);
         }
-        for p in first.iter() {
-            p.signal("TERM");
-        }
-        let until = deadline(WAIT);
-        for p in first.iter_mut() {
-            p.expect_exit_after_one_ready(143, until);
-        }
+        stop_all_after_one_ready(&mut first);
         relay.seen().retire()
     };
     for s in 1..=N {
@@ -771,13 +730,7 @@ fn hostile_datagrams_are_dropped() {
             brief(p)
         );
     }
-    for p in peers.iter() {
-        p.signal("TERM");
-    }
-    let until = deadline(WAIT);
-    for p in peers.iter_mut() {
-        p.expect_exit_after_one_ready(143, until);
-    }
+    stop_all_after_one_ready(&mut peers);
     let lived = started.elapsed();
 
     for (k, p) in peers.iter_mut().enumerate() {
@@ -941,13 +894,7 @@ fn flood_does_not_starve_heartbeats() {
             brief(p)
         );
     }
-    for p in peers.iter() {
-        p.signal("TERM");
-    }
-    let until = deadline(WAIT);
-    for p in peers.iter_mut() {
-        p.expect_exit_after_one_ready(143, until);
-    }
+    stop_all_after_one_ready(&mut peers);
     let lived = started.elapsed();
 
     let (total, by_reason) = dropped_summary(&mut peers[0]);

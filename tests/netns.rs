@@ -275,13 +275,7 @@ fn eight_peers_under_random_loss() {
     for p in peers.iter_mut() {
         p.expect_ready(until);
     }
-    for p in peers.iter() {
-        p.signal("TERM");
-    }
-    let until = deadline(WAIT);
-    for p in peers.iter_mut() {
-        p.expect_exit_after_one_ready(143, until);
-    }
+    stop_all_after_one_ready(&mut peers);
 
     for p in peers.iter_mut() {
         let log = p.stderr_lines();

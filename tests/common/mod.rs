@@ -503,6 +503,18 @@ pub fn peer_args(hosts: &Path, entry: &str, timeout: &str, extra: &[&str]) -> Ve
     a
 }
 
+/// SIGTERM every peer at once, then check that each exits 143 having
+/// printed exactly one line, `READY`.
+pub fn stop_all_after_one_ready(peers: &mut [Peer]) {
+    for p in peers.iter() {
+        p.signal("TERM");
+    }
+    let until = deadline(WAIT);
+    for p in peers.iter_mut() {
+        p.expect_exit_after_one_ready(143, until);
+    }
+}
+
 /// Start one peer per entry in `which` (indexes into `entries`).
 pub fn start_peers(
     hosts: &Path,

@@ -581,7 +581,6 @@ pub struct Node {
     epoch: u64,
     flags: Flags,
     started: Option<Instant>,
-    ready_announced: bool,
     finished: bool,
     stats: Stats,
     next_drop_warning: Option<Instant>,
@@ -645,7 +644,6 @@ impl Node {
             epoch: 1,
             flags: Flags::default(),
             started: None,
-            ready_announced: false,
             finished: false,
             stats: Stats::default(),
             next_drop_warning: None,
@@ -659,10 +657,6 @@ impl Node {
 
     pub fn stats(&self) -> Stats {
         self.stats
-    }
-
-    pub fn incarnation(&self) -> u64 {
-        self.incarnation
     }
 
     /// True once [`Action::Exit`] was given: further inputs are ignored.
@@ -985,15 +979,13 @@ impl Node {
         if matches!(self.state, State::Discovering | State::Exchanging)
             && self.peers.iter().all(Peer::exchanged)
         {
+            // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };
-            if !self.ready_announced {
-                self.ready_announced = true;
-                out.push(Action::Ready);
-                out.push(Action::Event(Event::Ready {
-                    after: now - self.started.unwrap_or(now),
-                    stats: self.stats,
-                }));
-            }
+            out.push(Action::Ready);
+            out.push(Action::Event(Event::Ready {
+                after: now - self.started.unwrap_or(now),
+                stats: self.stats,
+            }));
             self.set_flags(
                 Flags {
                     ready: true,

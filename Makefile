@@ -17,6 +17,8 @@ PYTHON  ?= python3
 N       ?= 5
 BENCH_ARGS ?=
 SMOKE   ?=
+# The offline Kubernetes schema validator (PyPI; ships the schemas).
+K8S_VALIDATE := kubernetes-validate==1.37.0
 
 RELEASE_BIN := target/release/rollcall
 SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh scripts/smoke.sh .ci/run
@@ -35,7 +37,8 @@ test: ## the whole suite: cargo test (with the simulator), a real cluster run, t
 	$(CARGO) test
 	$(CARGO) build --release
 	N=5 HOLD=0 ARGS= scripts/cluster.sh
-	scripts/validate-k8s.sh
+	$(PYTHON) -c 'import kubernetes_validate' 2>/dev/null || $(PYTHON) -m pip install --quiet '$(K8S_VALIDATE)'
+	PYTHON=$(PYTHON) scripts/validate-k8s.sh
 	MAKE='$(MAKE)' scripts/smoke.sh --auto
 
 lint: ## rustfmt check, clippy with warnings as errors, shell/python syntax checks

@@ -142,6 +142,18 @@ fn lines_at(p: &mut Peer, level: &str) -> Vec<String> {
 
 /// A peer's output for a failure message, at most 40 lines of log: a
 /// broken rate limit would otherwise put every bad datagram in it.
+/// Every peer is still up after `what`.
+fn expect_running(peers: &mut [Peer], what: &str) {
+    for p in peers.iter_mut() {
+        assert!(
+            p.is_running(),
+            "{}: exited under {what}\n{}",
+            p.label.clone(),
+            brief(p)
+        );
+    }
+}
+
 fn brief(p: &mut Peer) -> String {
     const MAX: usize = 40;
     let out = p.stdout_lines();
@@ -722,14 +734,7 @@ fn hostile_datagrams_are_dropped() {
     }
     thread::sleep(Duration::from_secs(1));
     let tally = attacker.finish();
-    for p in peers.iter_mut() {
-        assert!(
-            p.is_running(),
-            "{}: exited under attack\n{}",
-            p.label.clone(),
-            brief(p)
-        );
-    }
+    expect_running(&mut peers, "attack");
     stop_all_after_one_ready(&mut peers);
     let lived = started.elapsed();
 
@@ -886,14 +891,7 @@ fn flood_does_not_starve_heartbeats() {
             brief(&mut peers[1])
         );
     }
-    for p in peers.iter_mut() {
-        assert!(
-            p.is_running(),
-            "{}: exited under the flood\n{}",
-            p.label.clone(),
-            brief(p)
-        );
-    }
+    expect_running(&mut peers, "the flood");
     stop_all_after_one_ready(&mut peers);
     let lived = started.elapsed();
 

@@ -35,6 +35,14 @@ const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 const RESOLVE_MIN_GAP: Duration = Duration::from_millis(250);
 /// At most this many addresses are kept for one name.
 const MAX_ADDRS: usize = 8;
+/// Warnings about one peer's mismatched configuration: at most one per
+/// [`DROP_WARNING_EVERY`] for each peer, and at most this many for all
+/// peers together, so that no input can make the log grow without bound.
+const MISMATCH_WARNINGS: u32 = 4;
+/// Answers to datagrams we do not believe (an earlier incarnation, another
+/// hosts list), per second: enough for every peer of a real cluster, too
+/// few to make the node a reflector.
+const REPLIES_PER_SECOND: u32 = 200;
 
 /// What the node is doing. The node moves forward through these states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +112,9 @@ pub enum Reason {
     TimeoutAfterReady(Duration),
     /// The timeout ran out before READY.
     TimeoutBeforeReady(Duration),
+    /// With `--barrier`: the timeout ran out after READY, before every
+    /// peer's READY was heard.
+    TimeoutBeforeBarrier(Duration),
     /// Every peer is READY and has said so.
     BarrierComplete,
     /// Every peer is READY; not every peer confirmed within the linger.
@@ -118,7 +129,7 @@ impl Reason {
             Reason::TimeoutAfterReady(_) | Reason::BarrierComplete | Reason::BarrierLingered => {
                 Exit::Ready
             }
-            Reason::TimeoutBeforeReady(_) => Exit::Timeout,
+            Reason::TimeoutBeforeReady(_) | Reason::TimeoutBeforeBarrier(_) => Exit::Timeout,
             Reason::Stopped(Stop::Interrupt) => Exit::Interrupted,
             Reason::Stopped(Stop::Terminate) => Exit::Terminated,
         }
@@ -131,6 +142,13 @@ impl fmt::Display for Reason {
             Reason::TimeoutAfterReady(t) => write!(f, "timeout of {} reached", pretty(*t)),
             Reason::TimeoutBeforeReady(t) => {
                 write!(f, "timed out after {} before READY", pretty(*t))
+            }
+            Reason::TimeoutBeforeBarrier(t) => {
+                write!(
+                    f,
+                    "timed out after {} before the barrier passed",
+                    pretty(*t)
+                )
             }
             Reason::BarrierComplete => write!(f, "barrier complete: every peer is READY"),
             Reason::BarrierLingered => {
@@ -299,24 +317,50 @@ impl fmt::Display for Mismatch {
     }
 }
 
-/// What a peer we are still waiting for lacks, for the timeout report.
+/// Where the lookup of a peer's name stands, while it has no address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    NotTried,
+    /// A lookup has been under way for this long.
+    UnderWay(Duration),
+    /// The last lookup failed; another follows.
+    Failed(String),
+}
+
+/// What a peer we are still waiting for lacks, for the timeout report and
+/// the progress lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Missing {
     pub peer: String,
     pub addr: Option<SocketAddr>,
-    pub resolve_error: Option<String>,
+    /// Set while `addr` is `None`.
+    pub lookup: Option<Lookup>,
     pub heartbeat: bool,
     pub ack: bool,
     pub last_heard: Option<Duration>,
+    /// Exchanged, but not heard within the silence threshold.
+    pub silent: bool,
+    /// With `--barrier`: its READY has not been heard.
+    pub not_ready: bool,
     pub mismatch: Option<Mismatch>,
+    /// Datagrams claiming to be from it came from this address, which is
+    /// not one of its own.
+    pub wrong_source: Option<SocketAddr>,
 }
 
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.peer)?;
         let Some(addr) = self.addr else {
-            let why = self.resolve_error.as_deref().unwrap_or("not tried yet");
-            return write!(f, ": address not resolved ({why})");
+            return match &self.lookup {
+                Some(Lookup::UnderWay(t)) => write!(
+                    f,
+                    ": address not resolved (lookup under way for {})",
+                    pretty(*t)
+                ),
+                Some(Lookup::Failed(e)) => write!(f, ": address not resolved ({e})"),
+                _ => f.write_str(": address not resolved (not tried yet)"),
+            };
         };
         if self.peer != addr.to_string() {
             write!(f, " ({addr})")?;
@@ -325,11 +369,23 @@ impl fmt::Display for Missing {
         if let Some(m) = self.mismatch {
             write!(f, " {m},")?;
         }
+        if let Some(src) = self.wrong_source {
+            write!(
+                f,
+                " its datagrams came from {src}, which is not its address (a host with several addresses? --bind its listed one),"
+            )?;
+        }
         if !self.heartbeat {
             f.write_str(" no heartbeat received,")?;
         }
         if !self.ack {
             f.write_str(" no acknowledgement received,")?;
+        }
+        if self.silent {
+            f.write_str(" exchanged, then fell silent,")?;
+        }
+        if self.not_ready {
+            f.write_str(" not READY yet,")?;
         }
         match self.last_heard {
             Some(ago) => write!(f, " last heard {} ago", pretty(ago)),
@@ -385,11 +441,25 @@ pub enum Event {
         from: SocketAddr,
         what: Mismatch,
     },
-    /// The timeout ran out before READY: who is missing what.
+    /// The timeout ran out before READY (or, with `--barrier`, before the
+    /// barrier passed): who is missing what.
     TimedOut {
         after: Duration,
         total: usize,
+        barrier: bool,
         missing: Vec<Missing>,
+        /// A peer that told us the barrier passed without this process.
+        passed_without_us: Option<String>,
+    },
+    /// A peer passed the barrier (it knows every peer READY) while this
+    /// process is not READY: an earlier process of this entry was.
+    PassedWithoutUs { peer: String },
+    /// A peer knows an incarnation of this entry newer than ours (our
+    /// clock is behind the previous process's): we take a newer one.
+    Reincarnated {
+        peer: String,
+        known: u64,
+        incarnation: u64,
     },
 }
 
@@ -463,11 +533,18 @@ impl fmt::Display for Event {
             Event::TimedOut {
                 after,
                 total,
+                barrier,
                 missing,
+                passed_without_us,
             } => {
+                let what = if *barrier {
+                    "the barrier passed"
+                } else {
+                    "READY"
+                };
                 write!(
                     f,
-                    "timed out after {} before READY: {} of {} peers missing",
+                    "timed out after {} before {what}: {} of {} peers missing",
                     pretty(*after),
                     missing.len(),
                     total
@@ -475,8 +552,26 @@ impl fmt::Display for Event {
                 for m in missing {
                     write!(f, "\nmissing {m}")?;
                 }
+                if let Some(peer) = passed_without_us {
+                    write!(
+                        f,
+                        "\nthe barrier passed without this process: {peer} said every peer was READY before this process was"
+                    )?;
+                }
                 Ok(())
             }
+            Event::PassedWithoutUs { peer } => write!(
+                f,
+                "{peer} has passed the barrier without this process (an earlier process of this entry was READY)"
+            ),
+            Event::Reincarnated {
+                peer,
+                known,
+                incarnation,
+            } => write!(
+                f,
+                "{peer} knows incarnation {known:x} of this entry, newer than ours (clock behind?): now incarnation {incarnation:x}"
+            ),
         }
     }
 }
@@ -510,6 +605,8 @@ struct Peer {
     resolve_at: Option<Instant>,
     resolve_backoff: Duration,
     last_resolve: Option<Instant>,
+    /// When the lookup under way started.
+    resolve_started: Option<Instant>,
     resolve_error: Option<String>,
     /// The peer's incarnation as last heard.
     incarnation: Option<u64>,
@@ -530,6 +627,10 @@ struct Peer {
     rto: Duration,
     /// Datagrams with another hosts list or secret came from its address.
     mismatch: Option<Mismatch>,
+    /// When a mismatch of this peer was last warned about.
+    mismatch_warned: Option<Instant>,
+    /// Datagrams claiming to be from it came from this other address.
+    wrong_source: Option<SocketAddr>,
     /// The highest heartbeat sequence number heard from this incarnation.
     heartbeat_seq: u64,
 }
@@ -537,6 +638,13 @@ struct Peer {
 impl Peer {
     fn exchanged(&self) -> bool {
         self.heartbeat.is_some() && self.ack.is_some()
+    }
+
+    /// Heard within `threshold` before `now`: an exchange from the past is
+    /// not presence.
+    fn heard_within(&self, threshold: Duration, now: Instant) -> bool {
+        self.last_heard
+            .is_some_and(|t| now.saturating_duration_since(t) < threshold)
     }
 
     /// It acknowledged a heartbeat carrying our current flags.
@@ -584,7 +692,50 @@ pub struct Node {
     finished: bool,
     stats: Stats,
     next_drop_warning: Option<Instant>,
+    /// Warnings about mismatched peers, node-wide.
+    mismatch_warnings: Budget,
+    /// Answers to datagrams we do not believe.
+    replies: Budget,
+    /// A peer that passed the barrier while we were not READY.
+    passed_without_us: Option<String>,
     rng: u64,
+}
+
+/// At most `max` uses in each `window`.
+#[derive(Clone, Debug)]
+struct Budget {
+    max: u32,
+    window: Duration,
+    start: Option<Instant>,
+    used: u32,
+}
+
+impl Budget {
+    fn new(max: u32, window: Duration) -> Budget {
+        Budget {
+            max,
+            window,
+            start: None,
+            used: 0,
+        }
+    }
+
+    /// Takes one use if any is left in the current window.
+    fn take(&mut self, now: Instant) -> bool {
+        if self
+            .start
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.window)
+        {
+            self.start = Some(now);
+            self.used = 0;
+        }
+        if self.used < self.max {
+            self.used += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Node {
@@ -618,6 +769,7 @@ impl Node {
                 resolve_at: None,
                 resolve_backoff: params.initial_resolve_backoff(),
                 last_resolve: None,
+                resolve_started: None,
                 resolve_error: None,
                 incarnation: None,
                 heartbeat: None,
@@ -629,6 +781,8 @@ impl Node {
                 next_heartbeat: None,
                 rto,
                 mismatch: None,
+                mismatch_warned: None,
+                wrong_source: None,
                 heartbeat_seq: 0,
             })
             .collect();
@@ -647,6 +801,9 @@ impl Node {
             finished: false,
             stats: Stats::default(),
             next_drop_warning: None,
+            mismatch_warnings: Budget::new(MISMATCH_WARNINGS, DROP_WARNING_EVERY),
+            replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
+            passed_without_us: None,
             rng: seed,
         }
     }
@@ -657,6 +814,12 @@ impl Node {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Our incarnation: new at every start, and raised when a peer knows a
+    /// newer one of this entry.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// True once [`Action::Exit`] was given: further inputs are ignored.
@@ -751,6 +914,7 @@ impl Node {
             return;
         }
         p.resolving = false;
+        p.resolve_started = None;
         p.last_resolve = Some(now);
         let was_failing = p.resolve_error.is_some();
         let mut addrs: Vec<SocketAddr> = match result {
@@ -805,13 +969,18 @@ impl Node {
         let msg = match message {
             Ok(m) => m,
             Err(e) if e.is_auth() => {
-                self.mismatch(from, Mismatch::Secret(e), out);
+                self.mismatch(from, Mismatch::Secret(e), now, out);
                 return self.dropped(Drop::Unauthentic(e), from, now, out);
             }
             Err(e) => return self.dropped(Drop::Malformed(e), from, now, out),
         };
         if msg.hosts != self.hosts {
-            self.mismatch(from, Mismatch::HostsList, out);
+            self.mismatch(from, Mismatch::HostsList, now, out);
+            // Tell its sender, which otherwise reports us as never heard:
+            // an acknowledgement, which nobody answers.
+            if msg.kind == Kind::Heartbeat && self.replies.take(now) {
+                self.answer(from, Kind::Ack, &msg, msg.incarnation, out);
+            }
             return self.dropped(Drop::HostsMismatch, from, now, out);
         }
         if msg.to != self.me {
@@ -820,10 +989,12 @@ impl Node {
         let Some(i) = self.slot(msg.from) else {
             return self.dropped(Drop::UnknownSender, from, now, out);
         };
-        if !self.peers[i].addrs.contains(&from) {
-            let reason = if self.peers[i].addrs.is_empty() {
+        if !self.believes(&self.peers[i], from) {
+            let p = &mut self.peers[i];
+            let reason = if p.addrs.is_empty() {
                 Drop::Unresolved
             } else {
+                p.wrong_source = Some(from);
                 Drop::WrongAddress
             };
             // It may have moved (a restarted container): look again.
@@ -831,33 +1002,39 @@ impl Node {
             return self.dropped(reason, from, now, out);
         }
         // Every check comes before anything is recorded: a dropped datagram
-        // changes nothing but a counter.
-        if msg.kind == Kind::Ack
-            && (msg.echo != self.incarnation || msg.seq == 0 || msg.seq > self.seq)
+        // changes nothing but a counter (and may be answered).
+        let never_sent = msg.seq == 0 || msg.seq > self.seq;
+        match msg.kind {
+            Kind::Ack if never_sent || msg.echo != self.incarnation => {
+                return self.dropped(Drop::BogusAck, from, now, out);
+            }
+            // The answer to a replay of our previous process's heartbeat.
+            Kind::Stale if never_sent => return self.dropped(Drop::Replay, from, now, out),
+            _ => {}
+        }
+        let p = &self.peers[i];
+        if let Some(known) = p.incarnation
+            && msg.incarnation < known
         {
-            return self.dropped(Drop::BogusAck, from, now, out);
+            // An incarnation is never taken back: its datagrams may be
+            // replays. If it is a restart behind the clock, the answer
+            // tells it which incarnation to take; a replay cannot use it.
+            if msg.kind == Kind::Heartbeat && self.replies.take(now) {
+                self.answer(from, Kind::Stale, &msg, known, out);
+            }
+            return self.dropped(Drop::Stale, from, now, out);
+        }
+        let current = p.incarnation == Some(msg.incarnation);
+        let newest = match msg.kind {
+            Kind::Heartbeat => Some(p.heartbeat_seq),
+            Kind::Ack => Some(p.acked_seq),
+            Kind::Stale => None,
+        };
+        if current && newest.is_some_and(|n| msg.seq <= n) {
+            return self.dropped(Drop::Replay, from, now, out);
         }
         let silent_after = self.params.silent_after();
         let p = &mut self.peers[i];
-        let current = p.incarnation == Some(msg.incarnation);
-        if let Some(cur) = p.incarnation
-            && msg.incarnation < cur
-        {
-            // A lower incarnation is a restart only without a MAC, and only
-            // once the current one has gone silent: a peer whose clock
-            // stepped back is then not locked out for good.
-            let long_silent = p.last_heard.is_none_or(|t| now - t >= silent_after);
-            if self.params.authenticated || !long_silent {
-                return self.dropped(Drop::Stale, from, now, out);
-            }
-        }
-        let newest = match msg.kind {
-            Kind::Heartbeat => p.heartbeat_seq,
-            Kind::Ack => p.acked_seq,
-        };
-        if current && msg.seq <= newest {
-            return self.dropped(Drop::Replay, from, now, out);
-        }
         if !current {
             if p.incarnation.is_some() {
                 p.forget();
@@ -871,6 +1048,7 @@ impl Node {
         self.stats.received += 1;
         p.reply_to = Some(from);
         p.mismatch = None;
+        p.wrong_source = None;
         p.flags = msg.flags;
         p.last_heard = Some(now);
         if p.by_name() && !p.resolving {
@@ -882,30 +1060,25 @@ impl Node {
                 peer: p.name.clone(),
             }));
         }
+        if msg.flags.done
+            && self.passed_without_us.is_none()
+            && matches!(self.state, State::Discovering | State::Exchanging)
+        {
+            self.passed_without_us = Some(p.name.clone());
+            out.push(Action::Event(Event::PassedWithoutUs {
+                peer: p.name.clone(),
+            }));
+        }
         match msg.kind {
             Kind::Heartbeat => {
                 let first = p.heartbeat.is_none();
                 p.heartbeat = Some(now);
                 p.heartbeat_seq = msg.seq;
-                let ack = Message {
-                    kind: Kind::Ack,
-                    flags: self.flags,
-                    hosts: self.hosts,
-                    from: self.me,
-                    to: p.id,
-                    incarnation: self.incarnation,
-                    echo: msg.incarnation,
-                    seq: msg.seq,
-                };
-                out.push(Action::Send {
-                    to: from,
-                    message: ack,
-                });
-                self.stats.acks += 1;
                 // It is up now: do not make it wait for our next retransmission.
                 if first && !p.knows(self.epoch) {
                     p.next_heartbeat = Some(now);
                 }
+                self.answer(from, Kind::Ack, &msg, msg.incarnation, out);
             }
             Kind::Ack => {
                 let knew = p.knows(self.epoch);
@@ -917,6 +1090,12 @@ impl Node {
                     p.next_heartbeat = Some(now + steady);
                 }
             }
+            // Our own incarnation named back is the answer to a replay of
+            // our previous process's datagrams: nothing to do.
+            Kind::Stale if msg.echo > self.incarnation => {
+                self.reincarnate(i, msg.echo, now, out);
+            }
+            Kind::Stale => {}
         }
         let p = &self.peers[i];
         if !was_exchanged && p.exchanged() {
@@ -929,11 +1108,73 @@ impl Node {
         }
     }
 
+    /// Whether a datagram from `from` may speak for `p`. Its own address
+    /// does; with a secret any address does, since the MAC proves a member
+    /// sent it. Without a secret, a source of a family in which `p` has no
+    /// address, on its port, does too: a host reaches a peer of the other
+    /// family from its address of that family, which no list can name.
+    fn believes(&self, p: &Peer, from: SocketAddr) -> bool {
+        p.addrs.contains(&from)
+            || self.params.authenticated
+            || (from.port() == p.port
+                && !p.addrs.is_empty()
+                && p.addrs.iter().all(|a| a.is_ipv4() != from.is_ipv4()))
+    }
+
+    /// Answers `msg` from `to` with an acknowledgement or a stale notice
+    /// carrying `echo`.
+    fn answer(
+        &mut self,
+        to: SocketAddr,
+        kind: Kind,
+        msg: &Message,
+        echo: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let message = Message {
+            kind,
+            flags: self.flags,
+            hosts: self.hosts,
+            from: self.me,
+            to: msg.from,
+            incarnation: self.incarnation,
+            echo,
+            seq: msg.seq,
+        };
+        self.stats.acks += 1;
+        out.push(Action::Send { to, message });
+    }
+
+    /// Peer `i` knows incarnation `known` of our entry, newer than ours:
+    /// the previous process's clock was ahead. Take a newer one;
+    /// every acknowledgement we had is for the old one, so exchange anew.
+    fn reincarnate(&mut self, i: usize, known: u64, now: Instant, out: &mut Vec<Action>) {
+        let Some(incarnation) = known.checked_add(1) else {
+            return;
+        };
+        self.incarnation = incarnation;
+        let rto = self.params.initial_rto();
+        for p in &mut self.peers {
+            p.ack = None;
+            p.acked_seq = 0;
+            p.next_heartbeat = Some(now);
+            p.rto = rto;
+        }
+        out.push(Action::Event(Event::Reincarnated {
+            peer: self.peers[i].name.clone(),
+            known,
+            incarnation,
+        }));
+    }
+
     fn dropped(&mut self, reason: Drop, from: SocketAddr, now: Instant, out: &mut Vec<Action>) {
         self.stats.dropped[reason.index()] += 1;
         out.push(Action::Event(Event::Dropped { reason, from }));
-        // Duplicates are what networks do: counted, never warned about.
-        if reason != Drop::Replay && self.next_drop_warning.is_none_or(|t| now >= t) {
+        // Duplicates are what networks do, and a peer heard before its
+        // name resolves is what containers starting together do: counted,
+        // never warned about.
+        let news = !matches!(reason, Drop::Replay | Drop::Unresolved);
+        if news && self.next_drop_warning.is_none_or(|t| now >= t) {
             self.next_drop_warning = Some(now + DROP_WARNING_EVERY);
             out.push(Action::Event(Event::Dropping {
                 reason,
@@ -943,13 +1184,21 @@ impl Node {
         }
     }
 
-    /// Notes, once per peer, that datagrams from its address can never be
-    /// believed.
-    fn mismatch(&mut self, from: SocketAddr, what: Mismatch, out: &mut Vec<Action>) {
-        if let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from))
-            && p.mismatch != Some(what)
-        {
-            p.mismatch = Some(what);
+    /// Notes that datagrams from a peer's address can never be believed.
+    /// Each new finding is warned about at most once per
+    /// [`DROP_WARNING_EVERY`] for a peer, within a node-wide budget: no
+    /// mix of bad datagrams makes the log grow faster.
+    fn mismatch(&mut self, from: SocketAddr, what: Mismatch, now: Instant, out: &mut Vec<Action>) {
+        let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from)) else {
+            return;
+        };
+        let news = p.mismatch != Some(what);
+        p.mismatch = Some(what);
+        let due = p
+            .mismatch_warned
+            .is_none_or(|t| now.saturating_duration_since(t) >= DROP_WARNING_EVERY);
+        if news && due && self.mismatch_warnings.take(now) {
+            p.mismatch_warned = Some(now);
             out.push(Action::Event(Event::Mismatch {
                 peer: p.name.clone(),
                 from,
@@ -976,8 +1225,12 @@ impl Node {
         if self.state == State::Discovering && self.peers.iter().all(|p| !p.addrs.is_empty()) {
             self.state = State::Exchanging;
         }
+        let silent_after = self.params.silent_after();
         if matches!(self.state, State::Discovering | State::Exchanging)
-            && self.peers.iter().all(Peer::exchanged)
+            && self
+                .peers
+                .iter()
+                .all(|p| p.exchanged() && p.heard_within(silent_after, now))
         {
             // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };
@@ -1046,20 +1299,28 @@ impl Node {
         let Some(started) = self.started else { return };
         if now >= started + self.params.timeout {
             let after = self.params.timeout;
-            return match self.state {
-                State::Ready { .. } | State::Draining { .. } => {
-                    self.finish(Reason::TimeoutAfterReady(after), now, out)
+            let barrier = match self.state {
+                // Passed the barrier, lingering: it passed.
+                State::Draining { reason, .. } => return self.finish(reason, now, out),
+                State::Ready { .. } if !self.params.barrier => {
+                    return self.finish(Reason::TimeoutAfterReady(after), now, out);
                 }
-                State::Discovering | State::Exchanging => {
-                    let missing = self.missing(now);
-                    out.push(Action::Event(Event::TimedOut {
-                        after,
-                        total: self.total,
-                        missing,
-                    }));
-                    self.finish(Reason::TimeoutBeforeReady(after), now, out)
-                }
+                State::Ready { .. } => true,
+                State::Discovering | State::Exchanging => false,
             };
+            out.push(Action::Event(Event::TimedOut {
+                after,
+                total: self.total,
+                barrier,
+                missing: self.missing(barrier, now),
+                passed_without_us: self.passed_without_us.clone(),
+            }));
+            let reason = if barrier {
+                Reason::TimeoutBeforeBarrier(after)
+            } else {
+                Reason::TimeoutBeforeReady(after)
+            };
+            return self.finish(reason, now, out);
         }
         if let State::Draining { until, reason } = self.state
             && now >= until
@@ -1073,6 +1334,7 @@ impl Node {
                 && let Host::Name(host) = &p.host
             {
                 p.resolving = true;
+                p.resolve_started = Some(now);
                 p.resolve_at = None;
                 out.push(Action::Resolve {
                     peer: p.id,
@@ -1137,18 +1399,35 @@ impl Node {
         out.push(Action::Exit(reason));
     }
 
-    fn missing(&self, now: Instant) -> Vec<Missing> {
+    /// Every peer that keeps us from READY, or with `barrier`, from
+    /// passing the barrier, and what it lacks.
+    fn missing(&self, barrier: bool, now: Instant) -> Vec<Missing> {
+        let silent_after = self.params.silent_after();
         self.peers
             .iter()
-            .filter(|p| !p.exchanged())
-            .map(|p| Missing {
-                peer: p.name.clone(),
-                addr: p.target(),
-                resolve_error: p.resolve_error.clone(),
-                heartbeat: p.heartbeat.is_some(),
-                ack: p.ack.is_some(),
-                last_heard: p.last_heard.map(|t| now - t),
-                mismatch: p.mismatch,
+            .filter_map(|p| {
+                let silent = !p.heard_within(silent_after, now);
+                let not_ready = barrier && !p.flags.ready;
+                if p.exchanged() && !silent && !not_ready {
+                    return None;
+                }
+                let lookup = match (&p.resolve_error, p.resolve_started) {
+                    (_, Some(t)) => Lookup::UnderWay(now.saturating_duration_since(t)),
+                    (Some(e), None) => Lookup::Failed(e.clone()),
+                    (None, None) => Lookup::NotTried,
+                };
+                Some(Missing {
+                    peer: p.name.clone(),
+                    addr: p.target(),
+                    lookup: p.target().is_none().then_some(lookup),
+                    heartbeat: p.heartbeat.is_some(),
+                    ack: p.ack.is_some(),
+                    last_heard: p.last_heard.map(|t| now.saturating_duration_since(t)),
+                    silent: p.exchanged() && silent,
+                    not_ready,
+                    mismatch: p.mismatch,
+                    wrong_source: p.wrong_source,
+                })
             })
             .collect()
     }

@@ -308,6 +308,7 @@ fn describe(m: &Message) -> String {
     let kind = match m.kind {
         Kind::Heartbeat => "heartbeat",
         Kind::Ack => "ack",
+        Kind::Stale => "stale",
     };
     format!(
         "{kind} #{} from {} to {} incarnation {:x} echo {:x} ready={} done={}",

@@ -15,15 +15,17 @@
 //!  offset size field
 //!   0      4  magic        "RLCL"
 //!   4      1  version      1
-//!   5      1  kind         1 heartbeat, 2 acknowledgement
+//!   5      1  kind         1 heartbeat, 2 acknowledgement, 3 stale
 //!   6      1  flags        bit 0 READY, bit 1 DONE; other bits ignored
 //!   7      1  auth         0 none, 1 BLAKE3 MAC in bytes 44..60
 //!   8      8  hosts        fingerprint of the hosts list
 //!  16      2  from         sender's entry id (1-based)
 //!  18      2  to           receiver's entry id (1-based)
 //!  20      8  incarnation  sender's incarnation
-//!  28      8  echo         ack: the incarnation being acknowledged; heartbeat: 0
-//!  36      8  seq          heartbeat: sender's sequence; ack: the one acknowledged
+//!  28      8  echo         ack: the incarnation being acknowledged; stale: the
+//!                          receiver's incarnation the sender knows; heartbeat: 0
+//!  36      8  seq          heartbeat: sender's sequence; ack, stale: the
+//!                          heartbeat's they answer
 //!  44     16  mac          with auth 1: keyed BLAKE3 of bytes 0..44, truncated
 //! ```
 
@@ -90,6 +92,10 @@ pub enum Kind {
     Heartbeat,
     /// "I heard your heartbeat `seq` of incarnation `echo`."
     Ack,
+    /// "Your heartbeat `seq` comes from an incarnation older than `echo`,
+    /// which I know of your entry": a restarted peer whose clock is behind
+    /// learns which incarnation to take.
+    Stale,
 }
 
 /// The sender's progress, carried by every datagram.
@@ -194,6 +200,7 @@ pub fn encode(msg: &Message, key: Option<&Key>) -> Datagram {
     b[5] = match msg.kind {
         Kind::Heartbeat => 1,
         Kind::Ack => 2,
+        Kind::Stale => 3,
     };
     b[6] = msg.flags.to_byte();
     b[8..16].copy_from_slice(&msg.hosts.to_be_bytes());
@@ -257,6 +264,7 @@ pub fn decode(bytes: &[u8], key: Option<&Key>) -> Result<Message, DecodeError> {
     let kind = match b[5] {
         1 => Kind::Heartbeat,
         2 => Kind::Ack,
+        3 => Kind::Stale,
         k => return Err(DecodeError::Kind(k)),
     };
     let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
@@ -299,7 +307,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for kind in [Kind::Heartbeat, Kind::Ack] {
+        for kind in [Kind::Heartbeat, Kind::Ack, Kind::Stale] {
             for (ready, done) in [(false, false), (true, false), (true, true)] {
                 let msg = Message {
                     kind,

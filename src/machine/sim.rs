@@ -442,13 +442,14 @@ impl Sim {
         self.delivered += 1;
         let message = wire::decode(datagram.as_bytes(), self.key.as_ref());
         let src = self.addr(from);
-        // Only what the receiver can tell comes from the sender counts:
-        // a datagram from an address it does not know for that sender is
-        // not evidence of anything.
-        let verifiable = self.slots[to].node.as_ref().is_some_and(|n| {
-            n.slot(from as u16 + 1)
-                .is_some_and(|k| n.peers[k].addrs.contains(&src))
-        });
+        // Only what the receiver can tell comes from the sender counts: a
+        // MAC proves it; without one, an address it does not know for that
+        // sender is not evidence of anything.
+        let verifiable = self.key.is_some()
+            || self.slots[to].node.as_ref().is_some_and(|n| {
+                n.slot(from as u16 + 1)
+                    .is_some_and(|k| n.peers[k].addrs.contains(&src))
+            });
         if let (Ok(m), true) = (&message, verifiable) {
             let ours = hosts::fingerprint(&self.slots[to].entries);
             if m.hosts == ours && m.from == from as u16 + 1 {
@@ -464,7 +465,7 @@ impl Sim {
                     match m.kind {
                         Kind::Heartbeat => h.heartbeat = true,
                         Kind::Ack if m.echo == me => h.ack = true,
-                        Kind::Ack => {}
+                        Kind::Ack | Kind::Stale => {}
                     }
                 }
             }

@@ -8,13 +8,24 @@
 //! - [`hosts`]: the hosts file, pure;
 //! - [`wire`]: the datagram format, pure and total;
 //! - [`machine`]: the protocol as a pure state machine;
-//! - [`runtime`]: the mio event loop, the only place with I/O.
+//! - [`runtime`]: the mio event loop, the only place with I/O;
+//! - [`sockets`]: the UDP sockets it runs on, one per address family.
 
 pub mod cli;
 pub mod hosts;
 pub mod machine;
 pub mod runtime;
+pub mod sockets;
 pub mod wire;
+
+/// An I/O error's reason without the "(os error N)" tail, in lower case.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_lowercase(),
+        None => text,
+    }
+}
 
 /// The process's exit status: part of the interface, documented in the
 /// README and `--help`.

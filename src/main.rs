@@ -2,21 +2,23 @@
 //! and the exit status.
 
 use std::collections::hash_map::RandomState;
+use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, error, info, warn};
 
-use rollcall::cli::{self, Bind, Command, Config, LogLevel};
+use rollcall::cli::{self, Command, Config, LogLevel};
 use rollcall::hosts::{self, Entry, NameError};
 use rollcall::machine::{Node, Params};
 use rollcall::runtime::{self, Options};
+use rollcall::sockets::{self, Sockets};
 use rollcall::wire::Key;
-use rollcall::{Exit, runtime::log_exit};
+use rollcall::{Exit, io_reason, runtime::log_exit};
 
 fn main() -> ExitCode {
     let exit = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -50,7 +52,7 @@ fn run(config: Config) -> Exit {
     let Setup {
         entries,
         me,
-        socket,
+        sockets,
         key,
     } = match setup(&config) {
         Ok(s) => s,
@@ -59,9 +61,7 @@ fn run(config: Config) -> Exit {
             return Exit::Usage;
         }
     };
-    let bound = socket
-        .local_addr()
-        .map_or_else(|e| e.to_string(), |a| a.to_string());
+    let bound = sockets.describe();
     let params = Params {
         interval: config.interval,
         timeout: config.timeout,
@@ -91,7 +91,7 @@ fn run(config: Config) -> Exit {
         ready_file: config.ready_file.clone(),
         key,
     };
-    match runtime::run(&mut node, socket, signals, options) {
+    match runtime::run(&mut node, sockets, signals, options) {
         Ok(reason) => {
             log_exit(&reason, &node);
             reason.exit()
@@ -122,7 +122,7 @@ fn probe(ready_file: &Path) -> Exit {
 struct Setup {
     entries: Vec<Entry>,
     me: usize,
-    socket: UdpSocket,
+    sockets: Sockets,
     key: Option<Key>,
 }
 
@@ -130,8 +130,13 @@ struct Setup {
 /// file and the secret, finds our entry and binds the socket.
 fn setup(config: &Config) -> Result<Setup, String> {
     let path = config.hosts.display();
-    let text = std::fs::read_to_string(&config.hosts)
-        .map_err(|e| format!("cannot read hosts file {path}: {}", io_reason(&e)))?;
+    let bytes = read_regular(&config.hosts, "hosts file", MAX_HOSTS_FILE)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "hosts file {path} is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let entries = hosts::parse(&text, config.port).map_err(|e| match e.line {
         Some(line) => format!("{path}:{line}: {}", e.message),
         None => format!("{path}: {}", e.message),
@@ -158,25 +163,76 @@ fn setup(config: &Config) -> Result<Setup, String> {
         }
     })?;
     let key = config.secret_file.as_deref().map(read_secret).transpose()?;
-    let socket = bind(config.bind, entries[me].port)?;
+    let sockets = sockets::bind(config.bind, &entries[me])?;
     Ok(Setup {
         entries,
         me,
-        socket,
+        sockets,
         key,
     })
+}
+
+/// The largest hosts file read: 65 535 entries (the most the wire's ids
+/// can name) of a long name each, with room for comments.
+const MAX_HOSTS_FILE: u64 = 32 << 20;
+/// The largest secret file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// Reads `path`, the `what` of the configuration, if it is a regular file
+/// of at most `limit` bytes. It is opened without blocking, so that a FIFO
+/// cannot hang the start (signals are caught but not served until the
+/// loop runs), and a device such as /dev/zero is refused before a byte is
+/// read.
+fn read_regular(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read {what} {shown}: {}", io_reason(&e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {what} {shown}: {}", io_reason(&e)))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let is = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "{what} {shown} is {is}: give a regular file (write it to one first)"
+        ));
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "{what} {shown} is {} bytes, more than the {limit} bytes a {what} may have",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while it is read: never past the limit.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what} {shown}: {}", io_reason(&e)))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{what} {shown} is more than the {limit} bytes a {what} may have"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The shared secret: the file's bytes, less trailing white space (so that
 /// `echo` and `printf` make the same secret).
 fn read_secret(path: &Path) -> Result<Key, String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read secret file {}: {}",
-            path.display(),
-            io_reason(&e)
-        )
-    })?;
+    let bytes = read_regular(path, "secret file", MAX_SECRET_FILE)?;
     let end = bytes
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -191,44 +247,6 @@ fn read_secret(path: &Path) -> Result<Key, String> {
         );
     }
     Ok(Key::from_secret(&bytes[..end]))
-}
-
-/// Binds the socket. By default every address, IPv6 and IPv4 alike on a
-/// dual-stack socket, or IPv4 alone where IPv6 is not available.
-fn bind(bind: Option<Bind>, port: u16) -> Result<UdpSocket, String> {
-    let try_bind = |addr: SocketAddr| {
-        UdpSocket::bind(addr).map_err(|e| {
-            let why = if e.kind() == ErrorKind::AddrInUse {
-                format!(
-                    "port {} is already in use (by another rollcall?)",
-                    addr.port()
-                )
-            } else {
-                io_reason(&e)
-            };
-            (e.kind(), format!("cannot bind {addr}: {why}"))
-        })
-    };
-    match bind {
-        Some(Bind::Addr(addr)) => try_bind(addr).map_err(|(_, m)| m),
-        Some(Bind::Ip(ip)) => try_bind(SocketAddr::new(ip, port)).map_err(|(_, m)| m),
-        None => match try_bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
-            Ok(s) => Ok(s),
-            Err((ErrorKind::AddrInUse, m)) => Err(m),
-            Err(_) => {
-                try_bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).map_err(|(_, m)| m)
-            }
-        },
-    }
-}
-
-/// An error's reason without the "(os error N)" tail.
-fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_lowercase(),
-        None => text,
-    }
 }
 
 fn hostname() -> Option<String> {

@@ -1,8 +1,8 @@
 //! The event loop: the only place with I/O.
 //!
-//! One mio `Poll` watches three sources: the UDP socket, a `Waker` that the
-//! resolver threads ring when a name has resolved, and a pipe that delivers
-//! SIGINT and SIGTERM. Each turn turns what arrived into [`Input`]s for the
+//! One mio `Poll` watches four sources: the UDP sockets (one per address
+//! family), a `Waker` that the resolver threads ring when a name has
+//! resolved, and a pipe that delivers SIGINT and SIGTERM. Each turn turns what arrived into [`Input`]s for the
 //! machine, feeds it the clock when its deadline has passed, and performs
 //! the [`Action`]s it answers with. No protocol decision is made here: if a
 //! line of this file decides something about peers, it belongs in
@@ -12,8 +12,8 @@ use std::fs;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,14 @@ pub use signal_hook_mio::v1_0::Signals;
 
 use crate::cli::ReadyTo;
 use crate::machine::{Action, Event, Input, Node, Reason, Stop};
+use crate::sockets::Sockets;
 use crate::wire::{self, Key, Kind, Message};
 
-const SOCKET: Token = Token(0);
-const RESOLVER: Token = Token(1);
-const SIGNALS: Token = Token(2);
+/// The IPv4 and IPv6 sockets are `Token(V4)` and `Token(V6)`.
+const V4: usize = 0;
+const V6: usize = 1;
+const RESOLVER: Token = Token(2);
+const SIGNALS: Token = Token(3);
 
 /// Datagrams read per turn before the loop looks at its timers again, so
 /// that a flooded socket cannot starve the heartbeat schedule.
@@ -36,7 +39,10 @@ const READ_BATCH: usize = 256;
 /// Larger than any datagram we accept: longer ones are read truncated and
 /// fail to decode on their length.
 const RECV_BUFFER: usize = 2048;
-/// getaddrinfo runs on a thread of its own per lookup; this is ample.
+/// getaddrinfo blocks, so lookups run on threads: at most this many at a
+/// time, however many names do not resolve.
+const RESOLVERS: usize = 8;
+/// A resolver thread's stack: ample for getaddrinfo.
 const RESOLVER_STACK: usize = 256 * 1024;
 
 /// How READY is announced, and the key of the datagrams' MACs.
@@ -47,6 +53,7 @@ pub struct Options {
 }
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
+type Lookup = (u16, String, u16);
 
 /// Catches SIGINT and SIGTERM from now on, for [`run`]: call it first
 /// thing, so that a signal is never met by the default action.
@@ -54,23 +61,25 @@ pub fn catch_signals() -> io::Result<Signals> {
     Signals::new([libc::SIGINT, libc::SIGTERM])
 }
 
-/// Runs `node` on `socket` until it exits; returns why.
+/// Runs `node` on `sockets` until it exits; returns why.
 pub fn run(
     node: &mut Node,
-    socket: std::net::UdpSocket,
+    sockets: Sockets,
     mut signals: Signals,
     options: Options,
 ) -> io::Result<Reason> {
-    socket.set_nonblocking(true)?;
-    let mut socket = UdpSocket::from_std(socket);
-    let dual_stack = socket.local_addr()?.is_ipv6();
     let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let mut socks = [sockets.v4, sockets.v6].map(|s| s.map(UdpSocket::from_std));
+    for (i, s) in socks.iter_mut().enumerate() {
+        if let Some(s) = s {
+            poll.registry().register(s, Token(i), Interest::READABLE)?;
+        }
+    }
     let waker = Arc::new(Waker::new(poll.registry(), RESOLVER)?);
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let (resolved_tx, resolved_rx) = mpsc::channel();
+    let (lookup_tx, lookup_rx) = mpsc::channel();
     if let Some(path) = &options.ready_file {
         // Left by a process that was killed: it speaks of an earlier run.
         match fs::remove_file(path) {
@@ -81,10 +90,12 @@ pub fn run(
     }
 
     let mut io = Io {
-        socket,
-        dual_stack,
+        sockets: socks,
         waker,
         resolved_tx,
+        lookup_tx,
+        lookup_rx: Arc::new(Mutex::new(lookup_rx)),
+        resolvers: 0,
         options,
         ready_file_made: false,
         send_failures: 0,
@@ -94,14 +105,14 @@ pub fn run(
     let mut events = Events::with_capacity(16);
     let mut buf = [0u8; RECV_BUFFER];
     // Edge-triggered: true until a read has seen WouldBlock.
-    let mut readable = false;
+    let mut readable = [false; 2];
 
     io.feed(node, Input::Start)?;
     loop {
         if let Some(reason) = io.exit {
             return Ok(reason);
         }
-        let timeout = if readable {
+        let timeout = if readable.contains(&true) {
             Some(Duration::ZERO)
         } else {
             node.next_deadline()
@@ -115,7 +126,7 @@ pub fn run(
         }
         for event in events.iter() {
             match event.token() {
-                SOCKET => readable = true,
+                Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
                     for signal in signals.pending() {
                         let stop = match signal {
@@ -128,8 +139,10 @@ pub fn run(
                 _ => {}
             }
         }
-        if readable {
-            readable = io.read_batch(node, &mut buf)?;
+        for (i, more) in readable.iter_mut().enumerate() {
+            if *more {
+                *more = io.read_batch(node, i, &mut buf)?;
+            }
         }
         io.take_resolutions(node, &resolved_rx)?;
         if node.next_deadline().is_some_and(|d| d <= Instant::now()) {
@@ -140,10 +153,15 @@ pub fn run(
 
 /// The loop's hands: everything the machine's actions touch.
 struct Io {
-    socket: UdpSocket,
-    dual_stack: bool,
+    /// Indexed by [`V4`] and [`V6`].
+    sockets: [Option<UdpSocket>; 2],
     waker: Arc<Waker>,
     resolved_tx: Sender<Resolution>,
+    /// Lookups waiting for a resolver thread, and the threads' end of it.
+    lookup_tx: Sender<Lookup>,
+    lookup_rx: Arc<Mutex<Receiver<Lookup>>>,
+    /// Resolver threads started so far, at most [`RESOLVERS`].
+    resolvers: usize,
     options: Options,
     ready_file_made: bool,
     send_failures: u64,
@@ -177,9 +195,12 @@ impl Io {
     }
 
     /// Reads up to [`READ_BATCH`] datagrams; true if more may be waiting.
-    fn read_batch(&mut self, node: &mut Node, buf: &mut [u8]) -> io::Result<bool> {
+    fn read_batch(&mut self, node: &mut Node, family: usize, buf: &mut [u8]) -> io::Result<bool> {
         for _ in 0..READ_BATCH {
-            match self.socket.recv_from(buf) {
+            let Some(socket) = &self.sockets[family] else {
+                return Ok(false);
+            };
+            match socket.recv_from(buf) {
                 Ok((n, from)) => {
                     let message = wire::decode(&buf[..n], self.options.key.as_ref());
                     if let Ok(m) = &message {
@@ -215,49 +236,91 @@ impl Io {
         Ok(())
     }
 
+    /// Sends on the socket of `to`'s family; an IPv4 peer is reached
+    /// through a dual-stack IPv6 socket (`--bind ::`) when there is no
+    /// IPv4 socket.
     fn send(&mut self, to: SocketAddr, message: &Message) {
         debug!("-> {to} {}", describe(message));
-        let target = match to {
-            SocketAddr::V4(v4) if self.dual_stack => {
-                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        let (socket, target) = match (to, &self.sockets) {
+            (SocketAddr::V4(_), [Some(v4), _]) => (v4, to),
+            (SocketAddr::V4(v4), [None, Some(v6)]) => (
+                v6,
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            ),
+            (SocketAddr::V6(_), [_, Some(v6)]) => (v6, to),
+            _ => {
+                return self.send_failed(to, "no socket of its address family".into());
             }
-            other => other,
         };
-        if let Err(e) = self.socket.send_to(
-            wire::encode(message, self.options.key.as_ref()).as_bytes(),
-            target,
-        ) {
-            // A lost datagram, as far as the protocol is concerned: it
-            // retransmits. Only the first failure is worth a warning.
-            self.send_failures += 1;
-            let level = if self.send_failures == 1 {
-                Level::Warn
-            } else {
-                Level::Debug
-            };
-            log!(level, "cannot send to {to}: {e}");
+        let bytes = wire::encode(message, self.options.key.as_ref());
+        if let Err(e) = socket.send_to(bytes.as_bytes(), target) {
+            self.send_failed(to, e.to_string());
         }
     }
 
+    /// A lost datagram, as far as the protocol is concerned: it
+    /// retransmits. Only the first failure is worth a warning.
+    fn send_failed(&mut self, to: SocketAddr, why: String) {
+        self.send_failures += 1;
+        let level = if self.send_failures == 1 {
+            Level::Warn
+        } else {
+            Level::Debug
+        };
+        log!(level, "cannot send to {to}: {why}");
+    }
+
+    /// Which families of address our sockets reach: IPv4 through an IPv4
+    /// socket or a dual-stack IPv6 one.
+    fn reaches(&self) -> [bool; 2] {
+        let dual_stack = self.sockets[V6]
+            .as_ref()
+            .is_some_and(|s| socket2::SockRef::from(s).only_v6().is_ok_and(|only| !only));
+        [
+            self.sockets[V4].is_some() || dual_stack,
+            self.sockets[V6].is_some(),
+        ]
+    }
+
+    /// Queues a lookup for the resolver threads, starting one more while
+    /// there are fewer than [`RESOLVERS`].
     fn resolve(&mut self, peer: u16, host: String, port: u16) {
+        let _ = self.lookup_tx.send((peer, host, port));
+        if self.resolvers >= RESOLVERS {
+            return;
+        }
+        let jobs = Arc::clone(&self.lookup_rx);
         let tx = self.resolved_tx.clone();
         let waker = Arc::clone(&self.waker);
-        let dual_stack = self.dual_stack;
+        let reaches = self.reaches();
         let spawned = thread::Builder::new()
-            .name(format!("resolve {host}"))
+            .name("resolver".into())
             .stack_size(RESOLVER_STACK)
             .spawn(move || {
-                let result = lookup(&host, port, dual_stack);
-                // The loop may have exited: then nobody is listening.
-                if tx.send((peer, result)).is_ok() {
+                loop {
+                    // The lock is held only to take one job.
+                    let job = jobs.lock().map(|rx| rx.recv());
+                    let Ok(Ok((peer, host, port))) = job else {
+                        return;
+                    };
+                    let result = lookup(&host, port, reaches);
+                    // The loop may have exited: then nobody is listening.
+                    if tx.send((peer, result)).is_err() {
+                        return;
+                    }
                     let _ = waker.wake();
                 }
             });
-        if let Err(e) = spawned {
-            let _ = self
-                .resolved_tx
-                .send((peer, Err(format!("cannot start a resolver thread: {e}"))));
-            let _ = self.waker.wake();
+        match spawned {
+            Ok(_) => self.resolvers += 1,
+            Err(e) if self.resolvers == 0 => {
+                let _ = self
+                    .resolved_tx
+                    .send((peer, Err(format!("cannot start a resolver thread: {e}"))));
+                let _ = self.waker.wake();
+            }
+            // The threads already running will take the lookup.
+            Err(_) => {}
         }
     }
 
@@ -282,12 +345,17 @@ impl Io {
     }
 }
 
-/// getaddrinfo, through the standard library. IPv6 results are useless to
-/// an IPv4-only socket.
-fn lookup(host: &str, port: u16, dual_stack: bool) -> Result<Vec<SocketAddr>, String> {
+/// getaddrinfo, through the standard library. Only addresses of a family
+/// we have a socket for are of use.
+fn lookup(host: &str, port: u16, reaches: [bool; 2]) -> Result<Vec<SocketAddr>, String> {
     match (host, port).to_socket_addrs() {
         Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.filter(|a| dual_stack || a.is_ipv4()).collect();
+            let addrs: Vec<SocketAddr> = addrs
+                .filter(|a| match a {
+                    SocketAddr::V4(_) => reaches[V4],
+                    SocketAddr::V6(_) => reaches[V6],
+                })
+                .collect();
             if addrs.is_empty() {
                 Err("no usable address".into())
             } else {

@@ -41,6 +41,7 @@
 //! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
 //! | 62    | auth::a_peer_without_the_secret_is_named         |
 //! | 63    | auth::an_unreadable_or_empty_secret_file_is_a_usage_error |
+//! | 99    | the unit tests of src/sockets.rs                 |
 //!
 //! `netns::eight_peers_under_random_loss` needs no block: its peers run in
 //! network namespaces of their own, on addresses that exist only there.

@@ -9,10 +9,12 @@
 //! - [`wire`]: the datagram format, pure and total;
 //! - [`machine`]: the protocol as a pure state machine;
 //! - [`runtime`]: the mio event loop, the only place with I/O;
-//! - [`sockets`]: the UDP sockets it runs on, one per address family.
+//! - [`sockets`]: the UDP sockets it runs on, one per address family;
+//! - [`logging`]: log lines to stderr off the loop, never blocking it.
 
 pub mod cli;
 pub mod hosts;
+pub mod logging;
 pub mod machine;
 pub mod runtime;
 pub mod sockets;

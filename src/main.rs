@@ -4,16 +4,17 @@
 use std::collections::hash_map::RandomState;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, error, info, warn};
 
 use rollcall::cli::{self, Command, Config, LogLevel};
 use rollcall::hosts::{self, Entry, NameError};
+use rollcall::logging;
 use rollcall::machine::{Node, Params};
 use rollcall::runtime::{self, Options};
 use rollcall::sockets::{self, Sockets};
@@ -37,6 +38,9 @@ fn main() -> ExitCode {
             Exit::Usage
         }
     };
+    // The last lines (the exit line) reach a healthy stderr; a stalled one
+    // delays the exit by at most this.
+    logging::flush(Instant::now() + Duration::from_secs(1));
     ExitCode::from(exit.code())
 }
 
@@ -282,19 +286,7 @@ fn init_logging(level: LogLevel) {
         LogLevel::Info => LevelFilter::Info,
         LogLevel::Quiet => LevelFilter::Warn,
     };
-    let result = fern::Dispatch::new()
-        .format(|out, message, record| {
-            out.finish(format_args!(
-                "{} {:<5} {}",
-                humantime::format_rfc3339_millis(SystemTime::now()),
-                record.level(),
-                message
-            ))
-        })
-        .level(filter)
-        .chain(std::io::stderr())
-        .apply();
-    if let Err(e) = result {
-        eprintln!("rollcall: cannot set up logging: {e}");
+    if let Err(e) = logging::init(filter) {
+        let _ = writeln!(std::io::stderr(), "rollcall: cannot set up logging: {e}");
     }
 }

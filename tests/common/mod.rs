@@ -41,6 +41,9 @@
 //! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
 //! | 62    | auth::a_peer_without_the_secret_is_named         |
 //! | 63    | auth::an_unreadable_or_empty_secret_file_is_a_usage_error |
+//! | 70    | logging::a_peer_whose_stderr_reader_has_gone_carries_on |
+//! | 71    | logging::a_stalled_stderr_does_not_stall_the_peer |
+//! | 72    | logging::peers_sharing_one_stderr_file_write_whole_lines |
 //! | 99    | the unit tests of src/sockets.rs                 |
 //!
 //! `netns::eight_peers_under_random_loss` needs no block: its peers run in
@@ -223,6 +226,24 @@ impl Peer {
         args: &[S],
         opts: Spawn,
     ) -> Peer {
+        Peer::start(label, prefix, args, opts, None)
+    }
+
+    /// Start rollcall with its stderr going to `stderr` (a pipe or file the
+    /// test holds) rather than to this guard: only stdout is collected.
+    pub fn spawn_with_stderr<S: AsRef<OsStr>>(label: &str, args: &[S], stderr: Stdio) -> Peer {
+        let no_prefix: [&str; 0] = [];
+        Peer::start(label, &no_prefix, args, Spawn::default(), Some(stderr))
+    }
+
+    fn start<P: AsRef<OsStr>, S: AsRef<OsStr>>(
+        label: &str,
+        prefix: &[P],
+        args: &[S],
+        opts: Spawn,
+        stderr: Option<Stdio>,
+    ) -> Peer {
+        let forward_stderr = stderr.is_none();
         let mut cmd = match prefix.split_first() {
             None => Command::new(BIN),
             Some((program, rest)) => {
@@ -234,7 +255,7 @@ impl Peer {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(stderr.unwrap_or_else(Stdio::piped));
         for v in ENV_VARS {
             cmd.env_remove(v);
         }
@@ -250,14 +271,16 @@ impl Peer {
         });
         let (tx, rx) = channel();
         forward(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
-        forward(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        if forward_stderr {
+            forward(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        }
         Peer {
             label: label.to_string(),
             child,
             rx,
             stdout: Vec::new(),
             stderr: Vec::new(),
-            open: 2,
+            open: if forward_stderr { 2 } else { 1 },
             status: None,
         }
     }

@@ -37,13 +37,17 @@ Options:
   -t, --timeout DURATION    total run time (default 120s)     [ROLLCALL_TIMEOUT]
   -i, --interval DURATION   heartbeat interval (default 2s)  [ROLLCALL_INTERVAL]
       --barrier             exit 0 as soon as every peer is READY, instead of
-                            running until the timeout        [ROLLCALL_BARRIER=1]
+                            running until the timeout; a timeout before
+                            every peer's READY is heard exits 124
+                                                             [ROLLCALL_BARRIER=1]
       --ready-file PATH     create PATH when READY, remove it on exit
                                                            [ROLLCALL_READY_FILE]
       --ready-to WHERE      print READY on stdout or stderr (default stdout)
                                                              [ROLLCALL_READY_TO]
-      --bind ADDR           local IP or IP:PORT to bind (default: every
-                            address, on this entry's port)       [ROLLCALL_BIND]
+      --bind ADDR           local IP or IP:PORT to bind, one socket (default:
+                            a socket per address family on this entry's
+                            port, on its address if it is one of this
+                            machine's, else on every address)    [ROLLCALL_BIND]
       --secret-file FILE    authenticate every datagram with a MAC keyed by
                             the secret in FILE; peers must share it
                                                           [ROLLCALL_SECRET_FILE]
@@ -62,7 +66,8 @@ reads --ready-file or ROLLCALL_READY_FILE.
 Exit status:
     0  READY was reached (the timeout ran out after READY, or --barrier
        completed)
-  124  the timeout ran out before READY; the missing peers are listed
+  124  the timeout ran out before READY (with --barrier, before the
+       barrier passed); the missing peers are listed
     1  runtime failure
     2  usage or configuration error
   130  stopped by SIGINT

@@ -14,6 +14,15 @@ use lexopt::prelude::*;
 pub const DEFAULT_PORT: u16 = 7610;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+/// Below this an interval makes the timers spin and every scheduling
+/// hiccup a silence.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Above this a peer would take hours to notice anything.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// A century (of humantime's 365.25-day years, so that `100y` is
+/// accepted): long enough for any job, short enough that every deadline
+/// computed from it is a valid instant.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 31_557_600);
 
 pub const HELP: &str = "\
 rollcall: wait until every peer in a hosts file is up, over UDP.
@@ -34,8 +43,10 @@ Options:
                             (default: this machine's hostname)   [ROLLCALL_NAME]
   -p, --port PORT           port of entries that name none (default 7610)
                                                                  [ROLLCALL_PORT]
-  -t, --timeout DURATION    total run time (default 120s)     [ROLLCALL_TIMEOUT]
-  -i, --interval DURATION   heartbeat interval (default 2s)  [ROLLCALL_INTERVAL]
+  -t, --timeout DURATION    total run time, at most 100 years (default 120s)
+                                                              [ROLLCALL_TIMEOUT]
+  -i, --interval DURATION   heartbeat interval, from 10ms to 1h (default 2s)
+                                                             [ROLLCALL_INTERVAL]
       --barrier             exit 0 as soon as every peer is READY, instead of
                             running until the timeout; a timeout before
                             every peer's READY is heard exits 124
@@ -224,10 +235,30 @@ impl Raw {
         ))
     }
 
-    fn duration(&self) -> Result<Duration, UsageError> {
-        let d = humantime::parse_duration(self.text()?).map_err(|e| self.bad(e))?;
-        if d.is_zero() {
-            return Err(self.bad("must be more than zero"));
+    /// A duration from `min` to `max`, both shown in the error.
+    fn duration(&self, min: Duration, max: Duration) -> Result<Duration, UsageError> {
+        let text = self.text()?.trim();
+        if text.starts_with('-') {
+            return Err(self.bad("a duration cannot be negative"));
+        }
+        let d = humantime::parse_duration(text).map_err(|e| {
+            self.bad(format_args!(
+                "{e}; a duration is written as in 500ms, 2s or 1m30s"
+            ))
+        })?;
+        if d.is_zero() || d < min {
+            let least = if min.is_zero() {
+                "more than zero".to_string()
+            } else {
+                format!("at least {}", humantime::format_duration(min))
+            };
+            return Err(self.bad(format_args!("must be {least}")));
+        }
+        if d > max {
+            return Err(self.bad(format_args!(
+                "must be at most {}",
+                humantime::format_duration(max)
+            )));
         }
         Ok(d)
     }
@@ -319,8 +350,12 @@ pub fn parse(
             Ok(p) => p,
         },
     };
-    let timeout = timeout.map_or(Ok(DEFAULT_TIMEOUT), |r| r.duration())?;
-    let interval = interval.map_or(Ok(DEFAULT_INTERVAL), |r| r.duration())?;
+    let timeout = timeout.map_or(Ok(DEFAULT_TIMEOUT), |r| {
+        r.duration(Duration::ZERO, MAX_TIMEOUT)
+    })?;
+    let interval = interval.map_or(Ok(DEFAULT_INTERVAL), |r| {
+        r.duration(MIN_INTERVAL, MAX_INTERVAL)
+    })?;
     let barrier = match barrier {
         None => false,
         Some(r) => match r.text()?.to_ascii_lowercase().as_str() {
@@ -495,6 +530,36 @@ mod tests {
         assert_eq!(c.name.as_deref(), Some("peer1"));
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.log, LogLevel::Quiet);
+    }
+
+    #[test]
+    fn durations_are_bounded_and_their_errors_say_how_to_write_them() {
+        type Case<'a> = (&'a [&'a str], &'a str);
+        let cases: &[Case] = &[
+            (&["-t", "-1s"], "a duration cannot be negative"),
+            (&["-t", "300000000000y"], "--timeout"),
+            (&["-t", "18446744073709551615s"], "must be at most 100years"),
+            (&["-t", "101y"], "must be at most 100years"),
+            (&["-i", "400000000000y"], "--interval"),
+            (&["-i", "2h"], "must be at most 1h"),
+            (&["-i", "1ns"], "must be at least 10ms"),
+            (&["-i", "9ms"], "must be at least 10ms"),
+            (
+                &["-t", "soon"],
+                "a duration is written as in 500ms, 2s or 1m30s",
+            ),
+        ];
+        for (flags, needle) in cases {
+            let args: Vec<&str> = ["-h", "h"].iter().chain(flags.iter()).copied().collect();
+            let e = run(&args, &[]).unwrap_err();
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
+        let c = run(&["-h", "h", "-i", "10ms", "-t", "100y"], &[]).unwrap();
+        assert_eq!(c.interval, MIN_INTERVAL);
+        assert_eq!(c.timeout, MAX_TIMEOUT);
+        let c = run(&["-h", "h", "-i", "1h", "-t", "1ns"], &[]).unwrap();
+        assert_eq!(c.interval, MAX_INTERVAL);
+        assert_eq!(c.timeout, Duration::from_nanos(1));
     }
 
     #[test]

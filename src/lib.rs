@@ -42,10 +42,8 @@ pub enum Exit {
     Usage,
     /// The timeout ran out before READY.
     Timeout,
-    /// Stopped by SIGINT.
-    Interrupted,
-    /// Stopped by SIGTERM.
-    Terminated,
+    /// Stopped by this signal: 128 + its number, as shells report it.
+    Signal(u8),
 }
 
 impl Exit {
@@ -55,8 +53,7 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Timeout => 124,
-            Exit::Interrupted => 130,
-            Exit::Terminated => 143,
+            Exit::Signal(n) => 128 + n,
         }
     }
 }

@@ -130,8 +130,7 @@ impl Reason {
                 Exit::Ready
             }
             Reason::TimeoutBeforeReady(_) | Reason::TimeoutBeforeBarrier(_) => Exit::Timeout,
-            Reason::Stopped(Stop::Interrupt) => Exit::Interrupted,
-            Reason::Stopped(Stop::Terminate) => Exit::Terminated,
+            Reason::Stopped(stop) => Exit::Signal(stop.signal()),
         }
     }
 }
@@ -154,17 +153,62 @@ impl fmt::Display for Reason {
             Reason::BarrierLingered => {
                 write!(f, "barrier passed: every peer is READY (linger over)")
             }
-            Reason::Stopped(Stop::Interrupt) => write!(f, "stopped by SIGINT"),
-            Reason::Stopped(Stop::Terminate) => write!(f, "stopped by SIGTERM"),
+            Reason::Stopped(stop) => write!(f, "stopped by {}", stop.name()),
         }
     }
 }
 
-/// A stop request from outside.
+/// A stop request from outside: a signal whose default action ends the
+/// process, caught so that the process ends cleanly (the ready file
+/// removed) with 128 + the signal's number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
+    Hangup,
     Interrupt,
+    Quit,
+    User2,
+    Alarm,
     Terminate,
+}
+
+impl Stop {
+    pub const ALL: [Stop; 6] = [
+        Stop::Hangup,
+        Stop::Interrupt,
+        Stop::Quit,
+        Stop::User2,
+        Stop::Alarm,
+        Stop::Terminate,
+    ];
+
+    /// Its number on Linux.
+    pub fn signal(self) -> u8 {
+        match self {
+            Stop::Hangup => 1,
+            Stop::Interrupt => 2,
+            Stop::Quit => 3,
+            Stop::User2 => 12,
+            Stop::Alarm => 14,
+            Stop::Terminate => 15,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Hangup => "SIGHUP",
+            Stop::Interrupt => "SIGINT",
+            Stop::Quit => "SIGQUIT",
+            Stop::User2 => "SIGUSR2",
+            Stop::Alarm => "SIGALRM",
+            Stop::Terminate => "SIGTERM",
+        }
+    }
+
+    pub fn from_signal(signal: i32) -> Option<Stop> {
+        Stop::ALL
+            .into_iter()
+            .find(|s| i32::from(s.signal()) == signal)
+    }
 }
 
 /// One thing that happened to the node.

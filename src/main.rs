@@ -167,6 +167,9 @@ fn setup(config: &Config) -> Result<Setup, String> {
         }
     })?;
     let key = config.secret_file.as_deref().map(read_secret).transpose()?;
+    if let Some(path) = &config.ready_file {
+        prepare_ready_file(path)?;
+    }
     let sockets = sockets::bind(config.bind, &entries[me])?;
     Ok(Setup {
         entries,
@@ -231,6 +234,42 @@ fn read_regular(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String> 
         ));
     }
     Ok(bytes)
+}
+
+/// Removes a ready file left by a process that was killed (it speaks of an
+/// earlier run) before the start is announced, and makes sure the file can
+/// be created: found at READY, a read-only directory would leave a
+/// healthcheck failing with no hint why.
+fn prepare_ready_file(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    match std::fs::remove_file(path) {
+        Ok(()) => info!("removed a stale ready file {shown}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot remove the stale ready file {shown}: {}",
+                io_reason(&e)
+            ));
+        }
+    }
+    // A file of our own beside it, created and removed: the ready file
+    // itself must not appear before READY.
+    let name = path
+        .file_name()
+        .map_or_else(|| "ready".into(), |n| n.to_string_lossy().into_owned());
+    let trial = path.with_file_name(format!(".{name}.{}.check", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&trial)
+        .map_err(|e| {
+            format!(
+                "cannot create the ready file {shown}: {} (its directory must exist and be writable)",
+                io_reason(&e)
+            )
+        })?;
+    let _ = std::fs::remove_file(&trial);
+    Ok(())
 }
 
 /// The shared secret: the file's bytes, less trailing white space (so that

@@ -55,10 +55,11 @@ pub struct Options {
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
 type Lookup = (u16, String, u16);
 
-/// Catches SIGINT and SIGTERM from now on, for [`run`]: call it first
-/// thing, so that a signal is never met by the default action.
+/// Catches every signal that would end the process (see [`Stop`]) from now
+/// on, for [`run`]: call it first thing, so that a signal is never met by
+/// the default action, which would leave the ready file behind.
 pub fn catch_signals() -> io::Result<Signals> {
-    Signals::new([libc::SIGINT, libc::SIGTERM])
+    Signals::new(Stop::ALL.map(|s| i32::from(s.signal())))
 }
 
 /// Runs `node` on `sockets` until it exits; returns why.
@@ -80,14 +81,6 @@ pub fn run(
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let (resolved_tx, resolved_rx) = mpsc::channel();
     let (lookup_tx, lookup_rx) = mpsc::channel();
-    if let Some(path) = &options.ready_file {
-        // Left by a process that was killed: it speaks of an earlier run.
-        match fs::remove_file(path) {
-            Ok(()) => info!("removed a stale ready file {}", path.display()),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => warn!("cannot remove stale ready file {}: {e}", path.display()),
-        }
-    }
 
     let mut io = Io {
         sockets: socks,
@@ -129,11 +122,9 @@ pub fn run(
                 Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
                     for signal in signals.pending() {
-                        let stop = match signal {
-                            libc::SIGINT => Stop::Interrupt,
-                            _ => Stop::Terminate,
-                        };
-                        io.feed(node, Input::Stop(stop))?;
+                        if let Some(stop) = Stop::from_signal(signal) {
+                            io.feed(node, Input::Stop(stop))?;
+                        }
                     }
                 }
                 _ => {}
@@ -416,4 +407,26 @@ pub fn log_exit(reason: &Reason, node: &Node) {
         );
     }
     info!("exiting ({}): {reason}", reason.exit().code());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_are_the_signals_of_this_system() {
+        let system = [
+            (libc::SIGHUP, Stop::Hangup),
+            (libc::SIGINT, Stop::Interrupt),
+            (libc::SIGQUIT, Stop::Quit),
+            (libc::SIGUSR2, Stop::User2),
+            (libc::SIGALRM, Stop::Alarm),
+            (libc::SIGTERM, Stop::Terminate),
+        ];
+        for (signal, stop) in system {
+            assert_eq!(Stop::from_signal(signal), Some(stop));
+            assert_eq!(i32::from(stop.signal()), signal);
+        }
+        assert_eq!(Stop::from_signal(libc::SIGUSR1), None);
+    }
 }

@@ -547,7 +547,17 @@ fn timeout_after_ready_exits_0() {
 
 #[test]
 fn signals_stop_at_once_with_their_codes() {
-    for (stop, code) in [(Stop::Interrupt, 130), (Stop::Terminate, 143)] {
+    // As shells report them: 128 + the signal's number.
+    let codes = [
+        (Stop::Hangup, 129),
+        (Stop::Interrupt, 130),
+        (Stop::Quit, 131),
+        (Stop::User2, 140),
+        (Stop::Alarm, 142),
+        (Stop::Terminate, 143),
+    ];
+    assert_eq!(codes.len(), Stop::ALL.len());
+    for (stop, code) in codes {
         let t0 = Instant::now();
         let (mut n, _) = node(3, 1, params(), t0);
         let out = step(&mut n, Input::Stop(stop), t0 + MS);

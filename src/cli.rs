@@ -229,8 +229,8 @@ impl Raw {
 
     fn bad(&self, why: impl fmt::Display) -> UsageError {
         UsageError(format!(
-            "invalid value '{}' for {}: {why}",
-            self.value.to_string_lossy(),
+            "invalid value {} for {}: {why}",
+            crate::quote(&self.value.to_string_lossy()),
             self.from
         ))
     }

@@ -9,6 +9,8 @@
 //! the entries, starting at 1.
 
 use std::fmt;
+
+use crate::quote;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// At most this many entries: ids travel as 16-bit numbers.
@@ -62,6 +64,8 @@ impl ParseError {
 
 /// Parses the whole file. `default_port` applies to entries without one.
 pub fn parse(text: &str, default_port: u16) -> Result<Vec<Entry>, ParseError> {
+    // Some editors start a UTF-8 file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries: Vec<Entry> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -72,7 +76,10 @@ pub fn parse(text: &str, default_port: u16) -> Result<Vec<Entry>, ParseError> {
         if content.split_whitespace().count() > 1 {
             return Err(ParseError::at(
                 line,
-                format!("expected one HOST[:PORT] per line, found '{content}'"),
+                format!(
+                    "expected one HOST[:PORT] per line, found {}",
+                    quote(content)
+                ),
             ));
         }
         let (host, port) =
@@ -81,8 +88,11 @@ pub fn parse(text: &str, default_port: u16) -> Result<Vec<Entry>, ParseError> {
             return Err(ParseError::at(
                 line,
                 format!(
-                    "duplicate entry '{content}': line {} is the same peer ({}:{})",
-                    first.line, host, port
+                    "duplicate entry {}: line {} is the same peer ({}:{})",
+                    quote(content),
+                    first.line,
+                    host,
+                    port
                 ),
             ));
         }
@@ -112,15 +122,15 @@ fn parse_entry(s: &str, default_port: u16) -> Result<(Host, u16), String> {
     if let Some(rest) = s.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("'{s}': missing ']' after the IPv6 address"))?;
+            .ok_or_else(|| format!("{}: missing ']' after the IPv6 address", quote(s)))?;
         let ip: Ipv6Addr = inside
             .parse()
-            .map_err(|_| format!("'{inside}' is not an IPv6 address"))?;
+            .map_err(|_| format!("{} is not an IPv6 address", quote(inside)))?;
         let port = match after {
             "" => default_port,
             _ => match after.strip_prefix(':') {
                 Some(p) => parse_port(p)?,
-                None => return Err(format!("'{s}': expected ':PORT' after ']'")),
+                None => return Err(format!("{}: expected ':PORT' after ']'", quote(s))),
             },
         };
         return Ok((Host::Ip(IpAddr::V6(ip)), port));
@@ -130,14 +140,15 @@ fn parse_entry(s: &str, default_port: u16) -> Result<(Host, u16), String> {
         Some((h, p)) => {
             if p.contains(':') {
                 return Err(format!(
-                    "'{s}': an IPv6 address must be in brackets, as in [::1]:7610"
+                    "{}: an IPv6 address must be in brackets, as in [::1]:7610",
+                    quote(s)
                 ));
             }
             (h, parse_port(p)?)
         }
     };
     if host.is_empty() {
-        return Err(format!("'{s}': missing host before ':'"));
+        return Err(format!("{}: missing host before ':'", quote(s)));
     }
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok((Host::Ip(IpAddr::V4(ip)), port));
@@ -148,7 +159,7 @@ fn parse_entry(s: &str, default_port: u16) -> Result<(Host, u16), String> {
 
 fn parse_port(p: &str) -> Result<u16, String> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("bad port '{p}' (expected 1 to 65535)")),
+        Ok(0) | Err(_) => Err(format!("bad port {} (expected 1 to 65535)", quote(p))),
         Ok(n) => Ok(n),
     }
 }
@@ -156,7 +167,10 @@ fn parse_port(p: &str) -> Result<u16, String> {
 fn check_dns_name(host: &str) -> Result<(), String> {
     let name = host.strip_suffix('.').unwrap_or(host);
     if name.len() > 253 {
-        return Err(format!("host name '{host}' is longer than 253 characters"));
+        return Err(format!(
+            "host name {} is longer than 253 characters",
+            quote(host)
+        ));
     }
     for label in name.split('.') {
         let ok_chars = label
@@ -164,12 +178,13 @@ fn check_dns_name(host: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
         if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') {
             return Err(format!(
-                "'{host}' is not a host name, an IPv4 address or a bracketed IPv6 address"
+                "{} is not a host name, an IPv4 address or a bracketed IPv6 address",
+                quote(host)
             ));
         }
     }
     if name.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-        return Err(format!("'{host}' is not a valid IPv4 address"));
+        return Err(format!("{} is not a valid IPv4 address", quote(host)));
     }
     Ok(())
 }
@@ -282,6 +297,26 @@ mod tests {
             assert!(err.message.contains(needle), "{text:?}: {}", err.message);
         }
         assert_eq!(parse("# only\n\n", 7610).unwrap_err().line, None);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_invisible_characters_are_shown() {
+        let with_bom = parse("\u{feff}127.0.0.1:7001\n127.0.0.1:7002\n", 7610).unwrap();
+        assert_eq!(
+            with_bom,
+            parse("127.0.0.1:7001\n127.0.0.1:7002\n", 7610).unwrap()
+        );
+        // Anywhere else, it and its kin are errors that show them.
+        let cases = [
+            ("a\n\u{feff}b\n", "'\\u{feff}b' is not a host name"),
+            ("peer\u{200b}1\n", "'peer\\u{200b}1' is not a host name"),
+            ("peer\t1:x\n", "one HOST"),
+            ("p:7\u{7}\n", "bad port '7\\u{7}'"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text, 7610).expect_err(text);
+            assert!(err.message.contains(needle), "{text:?}: {}", err.message);
+        }
     }
 
     #[test]

@@ -20,6 +20,23 @@ pub mod runtime;
 pub mod sockets;
 pub mod wire;
 
+/// `text` in single quotes for a message, with whatever a terminal would
+/// not show (a byte-order mark, control characters, zero-width spaces)
+/// escaped, so that the user sees what is wrong with it.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' || c == '"' || c == '\\' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// An I/O error's reason without the "(os error N)" tail, in lower case.
 pub fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();

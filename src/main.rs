@@ -19,7 +19,7 @@ use rollcall::machine::{Node, Params};
 use rollcall::runtime::{self, Options};
 use rollcall::sockets::{self, Sockets};
 use rollcall::wire::Key;
-use rollcall::{Exit, io_reason, runtime::log_exit};
+use rollcall::{Exit, io_reason, quote, runtime::log_exit};
 
 fn main() -> ExitCode {
     let exit = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -154,14 +154,16 @@ fn setup(config: &Config) -> Result<Setup, String> {
             let listed: Vec<&str> = entries.iter().take(5).map(|e| e.text.as_str()).collect();
             let more = if entries.len() > 5 { ", ..." } else { "" };
             format!(
-                "no entry in {path} matches name '{name}' (entries: {}{more}); set --name or ROLLCALL_NAME",
+                "no entry in {path} matches name {} (entries: {}{more}); set --name or ROLLCALL_NAME",
+                quote(&name),
                 listed.join(", ")
             )
         }
         NameError::Several(lines) => {
             let lines: Vec<String> = lines.iter().map(|l| format!("{path}:{l}")).collect();
             format!(
-                "several entries match name '{name}' ({}); give the whole entry as --name",
+                "several entries match name {} ({}); give the whole entry as --name",
+                quote(&name),
                 lines.join(", ")
             )
         }

@@ -119,8 +119,11 @@ pub enum Reason {
     BarrierComplete,
     /// Every peer is READY; not every peer confirmed within the linger.
     BarrierLingered,
-    /// SIGINT or SIGTERM.
+    /// A signal.
     Stopped(Stop),
+    /// This process received its own datagram addressed to another entry:
+    /// the hosts file lists it twice.
+    ListedTwice,
 }
 
 impl Reason {
@@ -131,6 +134,7 @@ impl Reason {
             }
             Reason::TimeoutBeforeReady(_) | Reason::TimeoutBeforeBarrier(_) => Exit::Timeout,
             Reason::Stopped(stop) => Exit::Signal(stop.signal()),
+            Reason::ListedTwice => Exit::Usage,
         }
     }
 }
@@ -154,6 +158,7 @@ impl fmt::Display for Reason {
                 write!(f, "barrier passed: every peer is READY (linger over)")
             }
             Reason::Stopped(stop) => write!(f, "stopped by {}", stop.name()),
+            Reason::ListedTwice => f.write_str("this process is listed twice in the hosts file"),
         }
     }
 }
@@ -498,6 +503,23 @@ pub enum Event {
     /// A peer passed the barrier (it knows every peer READY) while this
     /// process is not READY: an earlier process of this entry was.
     PassedWithoutUs { peer: String },
+    /// Our own datagram to entry `other` came back to us: `ours` and
+    /// `other` are one process.
+    ListedTwice {
+        ours: String,
+        our_line: usize,
+        other: String,
+        other_line: usize,
+    },
+    /// Two other entries resolve to one address: only one of them can be
+    /// heard.
+    SameAddress {
+        addr: SocketAddr,
+        first: String,
+        first_line: usize,
+        second: String,
+        second_line: usize,
+    },
     /// A peer knows an incarnation of this entry newer than ours (our
     /// clock is behind the previous process's): we take a newer one.
     Reincarnated {
@@ -604,6 +626,25 @@ impl fmt::Display for Event {
                 }
                 Ok(())
             }
+            Event::ListedTwice {
+                ours,
+                our_line,
+                other,
+                other_line,
+            } => write!(
+                f,
+                "{ours} (line {our_line}) and {other} (line {other_line}) are the same peer: this process received its own heartbeat sent to {other}; list each peer once"
+            ),
+            Event::SameAddress {
+                addr,
+                first,
+                first_line,
+                second,
+                second_line,
+            } => write!(
+                f,
+                "{first} (line {first_line}) and {second} (line {second_line}) both resolve to {addr}: only one of them can be heard there"
+            ),
             Event::PassedWithoutUs { peer } => write!(
                 f,
                 "{peer} has passed the barrier without this process (an earlier process of this entry was READY)"
@@ -635,8 +676,9 @@ pub fn pretty(d: Duration) -> humantime::FormattedDuration {
 struct Peer {
     /// Entry id, 1-based.
     id: u16,
-    /// The entry as written.
+    /// The entry as written, and its line in the hosts file.
     name: String,
+    line: usize,
     host: Host,
     port: u16,
     /// Where the name resolves; empty while unknown.
@@ -720,8 +762,9 @@ impl Peer {
 pub struct Node {
     params: Params,
     state: State,
-    /// Our entry id, 1-based.
+    /// Our entry id, 1-based, as written and its line.
     me: u16,
+    own: (String, usize),
     total: usize,
     hosts: u64,
     incarnation: u64,
@@ -802,6 +845,7 @@ impl Node {
             .map(|(i, e)| Peer {
                 id: (i + 1) as u16,
                 name: e.text.clone(),
+                line: e.line,
                 host: e.host.clone(),
                 port: e.port,
                 addrs: match e.host {
@@ -834,6 +878,7 @@ impl Node {
             params,
             state: State::Discovering,
             me: (me + 1) as u16,
+            own: (entries[me].text.clone(), entries[me].line),
             total: entries.len(),
             hosts,
             incarnation,
@@ -999,7 +1044,30 @@ impl Node {
             p.next_heartbeat = Some(now);
             p.rto = rto;
         }
+        let changed = addrs != p.addrs;
         p.addrs = addrs;
+        if changed {
+            self.same_address(i, out);
+        }
+    }
+
+    /// Says so if peer `i` now shares an address with another peer: a
+    /// hosts file that names one peer twice (`localhost` and `127.0.0.1`),
+    /// or a stale name. Not fatal: container addresses are reused.
+    fn same_address(&self, i: usize, out: &mut Vec<Action>) {
+        let p = &self.peers[i];
+        for q in self.peers.iter().filter(|q| q.id != p.id) {
+            if let Some(addr) = p.addrs.iter().find(|a| q.addrs.contains(a)) {
+                let (first, second) = if q.id < p.id { (q, p) } else { (p, q) };
+                out.push(Action::Event(Event::SameAddress {
+                    addr: *addr,
+                    first: first.name.clone(),
+                    first_line: first.line,
+                    second: second.name.clone(),
+                    second_line: second.line,
+                }));
+            }
+        }
     }
 
     fn datagram(
@@ -1028,6 +1096,20 @@ impl Node {
             return self.dropped(Drop::HostsMismatch, from, now, out);
         }
         if msg.to != self.me {
+            if msg.from == self.me
+                && msg.incarnation == self.incarnation
+                && let Some(i) = self.slot(msg.to)
+            {
+                let (ours, our_line) = self.own.clone();
+                let other = &self.peers[i];
+                out.push(Action::Event(Event::ListedTwice {
+                    ours,
+                    our_line,
+                    other: other.name.clone(),
+                    other_line: other.line,
+                }));
+                return self.finish(Reason::ListedTwice, now, out);
+            }
             return self.dropped(Drop::NotForUs, from, now, out);
         }
         let Some(i) = self.slot(msg.from) else {

@@ -378,8 +378,12 @@ fn describe(m: &Message) -> String {
 fn log_event(event: &Event) {
     let level = match event {
         Event::ResolveFailed { first: false, .. } | Event::Dropped { .. } => Level::Debug,
-        Event::Silent { .. } | Event::Dropping { .. } | Event::Mismatch { .. } => Level::Warn,
-        Event::TimedOut { .. } => Level::Error,
+        Event::Silent { .. }
+        | Event::Dropping { .. }
+        | Event::Mismatch { .. }
+        | Event::SameAddress { .. }
+        | Event::PassedWithoutUs { .. } => Level::Warn,
+        Event::TimedOut { .. } | Event::ListedTwice { .. } => Level::Error,
         _ => Level::Info,
     };
     if log::log_enabled!(level) {

@@ -1281,3 +1281,75 @@ fn a_dropped_datagram_changes_nothing_but_a_counter() {
     );
     assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
 }
+
+#[test]
+fn its_own_heartbeat_under_another_entry_is_a_usage_error_naming_both() {
+    let t0 = Instant::now();
+    let e = hosts::parse(
+        "localhost:7001\n# c\n127.0.0.1:7001\n127.0.0.1:7003\n",
+        7610,
+    )
+    .unwrap();
+    let fp = hosts::fingerprint(&e);
+    let mut n = Node::new(&e, 0, fp, 42, 1, params());
+    let out = step(&mut n, Input::Start, t0);
+    // Our heartbeat to entry 2 reaches this very process.
+    let (to, ours) = sends(&out).into_iter().find(|(_, m)| m.to == 2).unwrap();
+    let out = deliver(&mut n, to, ours, t0 + MS);
+    assert_eq!(exit_of(&out), Some(Reason::ListedTwice));
+    assert_eq!(Reason::ListedTwice.exit().code(), 2);
+    let said = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Event(e @ Event::ListedTwice { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        said.starts_with("localhost:7001 (line 1) and 127.0.0.1:7001 (line 3) are the same peer"),
+        "{said}"
+    );
+    // Another process's heartbeat to entry 2 is merely not for us.
+    let (mut n, _) = node(3, 1, params(), t0);
+    let other = hb(hosts::fingerprint(&entries(3)), 1, 2, 999, 1);
+    let out = deliver(&mut n, addr(1), other, t0 + MS);
+    assert_eq!(exit_of(&out), None);
+}
+
+#[test]
+fn two_entries_resolving_to_one_address_are_named() {
+    let t0 = Instant::now();
+    let e = hosts::parse("me:7001\nb:7002\nc:7002\n", 7610).unwrap();
+    let mut n = Node::new(&e, 0, hosts::fingerprint(&e), 1, 1, params());
+    step(&mut n, Input::Start, t0);
+    let shared: SocketAddr = "10.0.0.9:7002".parse().unwrap();
+    step(
+        &mut n,
+        Input::Resolved {
+            peer: 2,
+            result: Ok(vec![shared]),
+        },
+        t0 + MS,
+    );
+    let out = step(
+        &mut n,
+        Input::Resolved {
+            peer: 3,
+            result: Ok(vec![shared]),
+        },
+        t0 + MS,
+    );
+    let said: Vec<String> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(e @ Event::SameAddress { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "b:7002 (line 2) and c:7002 (line 3) both resolve to 10.0.0.9:7002: only one of them can be heard there"
+        ]
+    );
+}

@@ -44,13 +44,28 @@
 //! | 70    | logging::a_peer_whose_stderr_reader_has_gone_carries_on |
 //! | 71    | logging::a_stalled_stderr_does_not_stall_the_peer |
 //! | 72    | logging::peers_sharing_one_stderr_file_write_whole_lines |
+//! | 80    | adversity::barrier_never_exits_zero_without_every_peer |
+//! | 81    | adversity::ready_needs_every_peer_alive_after_a_kill |
+//! | 82    | adversity::ready_needs_every_peer_alive_while_one_is_stopped |
+//! | 83    | adversity::ipv4_and_ipv6_peers_become_ready      |
+//! | 84    | adversity::localhost_and_ipv6_peers_become_ready |
+//! | 85    | adversity::two_loopback_addresses_become_ready   |
+//! | 86    | adversity::ipv4_and_ipv6_peers_with_a_secret_become_ready |
+//! | 87    | adversity::warnings_stay_bounded_under_alternating_hostile_input |
+//! | 88    | adversity::a_restart_with_its_clock_behind_is_welcomed_and_the_old_run_is_not |
+//! | 89    | adversity::a_fifo_as_secret_file_is_refused_at_once |
+//! | 90    | adversity::dev_zero_as_secret_file_is_refused_at_once |
+//! | 91    | adversity::an_oversized_hosts_file_is_refused    |
+//! | 92    | adversity::a_port_taken_by_another_cluster_is_named_as_such |
+//! | 93    | adversity::thousands_of_unresolvable_names_use_few_threads |
 //! | 99    | the unit tests of src/sockets.rs                 |
 //!
 //! `netns::eight_peers_under_random_loss` needs no block: its peers run in
 //! network namespaces of their own, on addresses that exist only there.
 //!
-//! Tests without a block (`--help`, `--version`, unknown flag, bare `-h`)
-//! never get as far as binding a socket.
+//! Tests without a block (`--help`, `--version`, unknown flag, bare `-h`,
+//! a FIFO or `/dev/zero` as the hosts file) never get as far as binding a
+//! socket.
 //!
 //! # Processes
 //!

@@ -213,10 +213,10 @@ fn read_regular(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, String> 
         } else if kind.is_socket() {
             "a socket"
         } else {
-            "not a regular file"
+            "something else"
         };
         return Err(format!(
-            "{what} {shown} is {is}: give a regular file (write it to one first)"
+            "{what} {shown} is not a regular file ({is}): write it to a file first"
         ));
     }
     if meta.len() > limit {

@@ -105,6 +105,7 @@ pub const ENV_VARS: &[&str] = &[
     "ROLLCALL_READY_FILE",
     "ROLLCALL_READY_TO",
     "ROLLCALL_BIND",
+    "ROLLCALL_SECRET_FILE",
     "ROLLCALL_LOG",
 ];
 

@@ -301,6 +301,12 @@ pub fn parse(
             Short('q') | Long("quiet") => (Setting::Log, "quiet".into()),
             Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Value(v) => {
+                return Err(UsageError(format!(
+                    "unexpected argument {}: rollcall takes flags only (and 'probe'); see --help",
+                    crate::quote(&v.to_string_lossy())
+                )));
+            }
             _ => return Err(arg.unexpected().into()),
         };
         let slot = &mut raw[setting as usize];
@@ -560,6 +566,15 @@ mod tests {
         let c = run(&["-h", "h", "-i", "1h", "-t", "1ns"], &[]).unwrap();
         assert_eq!(c.interval, MAX_INTERVAL);
         assert_eq!(c.timeout, Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn a_stray_word_points_to_help() {
+        let e = run(&["help"], &[]).unwrap_err();
+        assert!(
+            e.contains("unexpected argument 'help'") && e.contains("--help"),
+            "{e}"
+        );
     }
 
     #[test]

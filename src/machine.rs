@@ -399,8 +399,8 @@ pub struct Missing {
 
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.peer)?;
         let Some(addr) = self.addr else {
+            write!(f, "{}", self.peer)?;
             return match &self.lookup {
                 Some(Lookup::UnderWay(t)) => write!(
                     f,
@@ -411,9 +411,7 @@ impl fmt::Display for Missing {
                 _ => f.write_str(": address not resolved (not tried yet)"),
             };
         };
-        if self.peer != addr.to_string() {
-            write!(f, " ({addr})")?;
-        }
+        write!(f, "{}", Named(&self.peer, addr))?;
         f.write_str(":")?;
         if let Some(m) = self.mismatch {
             write!(f, " {m},")?;
@@ -554,11 +552,11 @@ impl fmt::Display for Event {
             }
             Event::Ready { after, stats } => write!(
                 f,
-                "READY after {}: sent {} datagrams ({} heartbeats, {} acknowledgements), received {}",
+                "READY after {}: sent {} ({}, {}), received {}",
                 pretty(*after),
-                stats.heartbeats + stats.acks,
-                stats.heartbeats,
-                stats.acks,
+                Count(stats.heartbeats + stats.acks, "datagram"),
+                Count(stats.heartbeats, "heartbeat"),
+                Count(stats.acks, "acknowledgement"),
                 stats.received
             ),
             Event::Restarted { peer } => {
@@ -584,18 +582,13 @@ impl fmt::Display for Event {
                 f,
                 "dropping datagrams ({total} so far); latest from {from}: {reason}"
             ),
-            Event::Mismatch {
-                peer,
-                from,
-                what: what @ Mismatch::HostsList,
-            } => write!(
-                f,
-                "{peer} ({from}) {what}: every peer must read the same hosts file"
-            ),
-            Event::Mismatch { peer, from, what } => write!(
-                f,
-                "{peer} ({from}) {what}: every peer must use the same --secret-file"
-            ),
+            Event::Mismatch { peer, from, what } => {
+                let same = match what {
+                    Mismatch::HostsList => "read the same hosts file",
+                    Mismatch::Secret(_) => "use the same --secret-file",
+                };
+                write!(f, "{} {what}: every peer must {same}", Named(peer, *from))
+            }
             Event::TimedOut {
                 after,
                 total,
@@ -661,14 +654,41 @@ impl fmt::Display for Event {
     }
 }
 
-/// Durations in messages: milliseconds precision, humantime's spelling.
+/// Durations in messages, in humantime's spelling: to the millisecond
+/// from 10 ms, to the tenth of one below, to the microsecond below 1 ms.
 pub fn pretty(d: Duration) -> humantime::FormattedDuration {
     let rounded = if d >= Duration::from_millis(10) {
         Duration::from_millis(d.as_millis() as u64)
-    } else {
+    } else if d >= Duration::from_millis(1) {
         Duration::from_micros((d.as_micros() as u64 / 100) * 100)
+    } else {
+        Duration::from_micros(d.as_micros() as u64)
     };
     humantime::format_duration(rounded)
+}
+
+/// `n` things, in the singular for one.
+struct Count(u64, &'static str);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.0 == 1 { "" } else { "s" };
+        write!(f, "{} {}{s}", self.0, self.1)
+    }
+}
+
+/// A peer's entry and the address it is at, the address only where the
+/// entry does not already say it.
+struct Named<'a>(&'a str, SocketAddr);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == self.1.to_string() {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{} ({})", self.0, self.1)
+        }
+    }
 }
 
 /// Our record of one other peer.

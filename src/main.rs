@@ -24,17 +24,17 @@ use rollcall::{Exit, io_reason, quote, runtime::log_exit};
 fn main() -> ExitCode {
     let exit = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            let _ = write!(std::io::stdout(), "{}", cli::HELP);
             Exit::Ready
         }
         Ok(Command::Version) => {
-            println!("rollcall {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(std::io::stdout(), "rollcall {}", env!("CARGO_PKG_VERSION"));
             Exit::Ready
         }
         Ok(Command::Run(config)) => run(config),
         Ok(Command::Probe { ready_file }) => probe(&ready_file),
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            let _ = writeln!(std::io::stderr(), "rollcall: {e}");
             Exit::Usage
         }
     };
@@ -61,7 +61,7 @@ fn run(config: Config) -> Exit {
     } = match setup(&config) {
         Ok(s) => s,
         Err(message) => {
-            eprintln!("rollcall: {message}");
+            let _ = writeln!(std::io::stderr(), "rollcall: {message}");
             return Exit::Usage;
         }
     };
@@ -112,11 +112,16 @@ fn run(config: Config) -> Exit {
 fn probe(ready_file: &Path) -> Exit {
     match std::fs::metadata(ready_file) {
         Ok(_) => {
-            println!("ready");
+            let _ = writeln!(std::io::stdout(), "ready");
             Exit::Ready
         }
         Err(e) => {
-            println!("not ready: {}: {}", ready_file.display(), io_reason(&e));
+            let _ = writeln!(
+                std::io::stdout(),
+                "not ready: {}: {}",
+                ready_file.display(),
+                io_reason(&e)
+            );
             Exit::Failure
         }
     }

@@ -1353,3 +1353,42 @@ fn two_entries_resolving_to_one_address_are_named() {
         ]
     );
 }
+
+#[test]
+fn event_texts_read_as_sentences() {
+    let a: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let stats = Stats {
+        heartbeats: 1,
+        acks: 0,
+        received: 2,
+        ..Stats::default()
+    };
+    let ready = Event::Ready {
+        after: Duration::from_micros(85),
+        stats,
+    };
+    assert_eq!(
+        ready.to_string(),
+        "READY after 85us: sent 1 datagram (1 heartbeat, 0 acknowledgements), received 2"
+    );
+    // The address only where the entry does not say it already.
+    let by_address = Event::Mismatch {
+        peer: "127.0.0.1:7002".into(),
+        from: a,
+        what: Mismatch::HostsList,
+    };
+    assert_eq!(
+        by_address.to_string(),
+        "127.0.0.1:7002 runs with a different hosts list: every peer must read the same hosts file"
+    );
+    let by_name = Event::Mismatch {
+        peer: "peer2".into(),
+        from: a,
+        what: Mismatch::Secret(crate::wire::DecodeError::BadMac),
+    };
+    assert!(
+        by_name
+            .to_string()
+            .starts_with("peer2 (127.0.0.1:7002) fails")
+    );
+}

@@ -31,6 +31,12 @@ use crate::wire::{DecodeError, Flags, Kind, Message};
 
 /// How often at most the machine raises a warning about dropped datagrams.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// While not READY (or with `--barrier`, not through it), who is missing
+/// is said this often.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A progress report names at most this many missing peers; the timeout
+/// report names them all.
+const PROGRESS_NAMES: usize = 8;
 /// The least time between two resolutions of one peer's name.
 const RESOLVE_MIN_GAP: Duration = Duration::from_millis(250);
 /// At most this many addresses are kept for one name.
@@ -235,6 +241,8 @@ pub enum Input {
     Tick,
     /// A stop was requested.
     Stop(Stop),
+    /// Say now who is missing (SIGUSR1).
+    Report,
 }
 
 /// One thing the driver must do.
@@ -498,6 +506,15 @@ pub enum Event {
         /// A peer that told us the barrier passed without this process.
         passed_without_us: Option<String>,
     },
+    /// Who is missing what so far (`more` others not named), or with none
+    /// missing, that nobody is.
+    Progress {
+        after: Duration,
+        total: usize,
+        barrier: bool,
+        missing: Vec<Missing>,
+        more: usize,
+    },
     /// A peer passed the barrier (it knows every peer READY) while this
     /// process is not READY: an earlier process of this entry was.
     PassedWithoutUs { peer: String },
@@ -638,6 +655,43 @@ impl fmt::Display for Event {
                 f,
                 "{first} (line {first_line}) and {second} (line {second_line}) both resolve to {addr}: only one of them can be heard there"
             ),
+            Event::Progress {
+                after,
+                total,
+                missing,
+                more,
+                ..
+            } if missing.is_empty() && *more == 0 => write!(
+                f,
+                "after {}: READY, all {total} peers exchanged",
+                pretty(*after)
+            ),
+            Event::Progress {
+                after,
+                total,
+                barrier,
+                missing,
+                more,
+            } => {
+                let what = if *barrier {
+                    "the barrier to pass"
+                } else {
+                    "READY"
+                };
+                write!(
+                    f,
+                    "waiting for {what} after {}: {} of {total} peers missing",
+                    pretty(*after),
+                    missing.len() + more,
+                )?;
+                for m in missing {
+                    write!(f, "\nmissing {m}")?;
+                }
+                if *more > 0 {
+                    write!(f, "\nand {more} more")?;
+                }
+                Ok(())
+            }
             Event::PassedWithoutUs { peer } => write!(
                 f,
                 "{peer} has passed the barrier without this process (an earlier process of this entry was READY)"
@@ -799,6 +853,8 @@ pub struct Node {
     finished: bool,
     stats: Stats,
     next_drop_warning: Option<Instant>,
+    /// When to say next who is missing.
+    next_progress: Option<Instant>,
     /// Warnings about mismatched peers, node-wide.
     mismatch_warnings: Budget,
     /// Answers to datagrams we do not believe.
@@ -910,6 +966,7 @@ impl Node {
             finished: false,
             stats: Stats::default(),
             next_drop_warning: None,
+            next_progress: None,
             mismatch_warnings: Budget::new(MISMATCH_WARNINGS, DROP_WARNING_EVERY),
             replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
             passed_without_us: None,
@@ -943,6 +1000,9 @@ impl Node {
         }
         let started = self.started?;
         let mut next = started + self.params.timeout;
+        if let Some(t) = self.next_progress {
+            next = next.min(t);
+        }
         if let State::Draining { until, .. } = self.state {
             next = next.min(until);
         }
@@ -970,6 +1030,11 @@ impl Node {
             Input::Resolved { peer, result } => self.resolved(peer, result, now, out),
             Input::Datagram { from, message } => self.datagram(from, message, now, out),
             Input::Tick => {}
+            Input::Report => {
+                if self.started.is_some() {
+                    self.progress(true, now, out);
+                }
+            }
             Input::Stop(stop) => return self.finish(Reason::Stopped(stop), now, out),
         }
         if self.started.is_none() {
@@ -991,6 +1056,7 @@ impl Node {
             return;
         }
         self.started = Some(now);
+        self.next_progress = Some(now + PROGRESS_EVERY);
         for p in &mut self.peers {
             match p.host {
                 Host::Ip(_) => p.next_heartbeat = Some(now),
@@ -1468,6 +1534,9 @@ impl Node {
             };
             return self.finish(reason, now, out);
         }
+        if self.next_progress.is_some_and(|t| now >= t) {
+            self.progress(false, now, out);
+        }
         if let State::Draining { until, reason } = self.state
             && now >= until
         {
@@ -1543,6 +1612,43 @@ impl Node {
         self.state = State::Draining { until: now, reason };
         self.finished = true;
         out.push(Action::Exit(reason));
+    }
+
+    /// Says who is missing what, in the words of the timeout report, and
+    /// when to say it next: never again once READY (with `--barrier`, once
+    /// through it), unless `asked`.
+    fn progress(&mut self, asked: bool, now: Instant, out: &mut Vec<Action>) {
+        let waiting = match self.state {
+            State::Discovering | State::Exchanging => Some(false),
+            State::Ready { .. } if self.params.barrier => Some(true),
+            State::Ready { .. } | State::Draining { .. } => None,
+        };
+        let after = now.saturating_duration_since(self.started.unwrap_or(now));
+        let Some(barrier) = waiting else {
+            self.next_progress = None;
+            if !asked {
+                return;
+            }
+            out.push(Action::Event(Event::Progress {
+                after,
+                total: self.total,
+                barrier: false,
+                missing: Vec::new(),
+                more: 0,
+            }));
+            return;
+        };
+        self.next_progress = Some(now + PROGRESS_EVERY);
+        let mut missing = self.missing(barrier, now);
+        let more = missing.len().saturating_sub(PROGRESS_NAMES);
+        missing.truncate(PROGRESS_NAMES);
+        out.push(Action::Event(Event::Progress {
+            after,
+            total: self.total,
+            barrier,
+            missing,
+            more,
+        }));
     }
 
     /// Every peer that keeps us from READY, or with `barrier`, from

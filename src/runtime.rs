@@ -39,6 +39,9 @@ const READ_BATCH: usize = 256;
 /// Larger than any datagram we accept: longer ones are read truncated and
 /// fail to decode on their length.
 const RECV_BUFFER: usize = 2048;
+/// Clusters up to this size log each completed exchange at the default
+/// level.
+const EXCHANGED_LINES_UP_TO: usize = 8;
 /// getaddrinfo blocks, so lookups run on threads: at most this many at a
 /// time, however many names do not resolve.
 const RESOLVERS: usize = 8;
@@ -58,8 +61,11 @@ type Lookup = (u16, String, u16);
 /// Catches every signal that would end the process (see [`Stop`]) from now
 /// on, for [`run`]: call it first thing, so that a signal is never met by
 /// the default action, which would leave the ready file behind.
+/// SIGUSR1 asks for a progress report and ends nothing.
 pub fn catch_signals() -> io::Result<Signals> {
-    Signals::new(Stop::ALL.map(|s| i32::from(s.signal())))
+    let signals = Signals::new(Stop::ALL.map(|s| i32::from(s.signal())))?;
+    signals.add_signal(libc::SIGUSR1)?;
+    Ok(signals)
 }
 
 /// Runs `node` on `sockets` until it exits; returns why.
@@ -122,7 +128,9 @@ pub fn run(
                 Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
                     for signal in signals.pending() {
-                        if let Some(stop) = Stop::from_signal(signal) {
+                        if signal == libc::SIGUSR1 {
+                            io.feed(node, Input::Report)?;
+                        } else if let Some(stop) = Stop::from_signal(signal) {
                             io.feed(node, Input::Stop(stop))?;
                         }
                     }
@@ -378,6 +386,9 @@ fn describe(m: &Message) -> String {
 fn log_event(event: &Event) {
     let level = match event {
         Event::ResolveFailed { first: false, .. } | Event::Dropped { .. } => Level::Debug,
+        // One line per pair would be thousands for a large cluster: above
+        // a handful of peers the progress reports summarise instead.
+        Event::Exchanged { total, .. } if *total > EXCHANGED_LINES_UP_TO => Level::Debug,
         Event::Silent { .. }
         | Event::Dropping { .. }
         | Event::Mismatch { .. }

@@ -364,14 +364,18 @@ fn an_acknowledgement_for_another_incarnation_or_unsent_seq_is_dropped() {
 fn retransmission_backs_off_from_well_below_the_interval_up_to_it() {
     let t0 = Instant::now();
     let (mut n, _) = node(2, 1, params(), t0);
-    let mut now = t0;
+    let mut sent = t0;
     let mut gaps = Vec::new();
-    for _ in 0..10 {
-        let next = n.next_deadline().unwrap();
-        gaps.push(next - now);
-        now = next;
+    while gaps.len() < 10 {
+        // Other deadlines (progress reports) come in between.
+        let now = n.next_deadline().unwrap();
         let out = step(&mut n, Input::Tick, now);
-        assert_eq!(heartbeats_to(&out, addr(2)).len(), 1);
+        let heartbeats = heartbeats_to(&out, addr(2)).len();
+        assert!(heartbeats <= 1);
+        if heartbeats == 1 {
+            gaps.push(now - sent);
+            sent = now;
+        }
     }
     let rto = params().initial_rto();
     assert!(rto <= Duration::from_millis(100));
@@ -1391,4 +1395,66 @@ fn event_texts_read_as_sentences() {
             .to_string()
             .starts_with("peer2 (127.0.0.1:7002) fails")
     );
+}
+
+fn progress_texts(out: &[Action]) -> Vec<String> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Event(e @ Event::Progress { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn while_waiting_who_is_missing_is_said_every_few_seconds_and_on_request() {
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(60),
+        ..params()
+    };
+    let (mut n, _) = node(20, 1, p, t0);
+    // Every deadline up to 21 s: reports at 5, 10, 15 and 20 s.
+    let mut reports = Vec::new();
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(21) {
+        now = n.next_deadline().unwrap();
+        reports.extend(progress_texts(&step(&mut n, Input::Tick, now)));
+    }
+    assert_eq!(reports.len(), 4, "{reports:#?}");
+    let first = &reports[0];
+    assert!(
+        first.starts_with("waiting for READY after 5s: 19 of 20 peers missing\nmissing 127.0.0.1:7002: no heartbeat received"),
+        "{first}"
+    );
+    // At most eight peers named, then a count.
+    assert_eq!(
+        first.lines().filter(|l| l.starts_with("missing ")).count(),
+        8
+    );
+    assert!(first.ends_with("\nand 11 more"), "{first}");
+    // On request (SIGUSR1), at once, without stopping anything.
+    let out = step(&mut n, Input::Report, now + MS);
+    assert_eq!(progress_texts(&out).len(), 1);
+    assert!(!n.finished());
+}
+
+#[test]
+fn progress_stops_at_ready_and_a_request_then_says_ready() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, out) = node(2, 1, params(), t0);
+    let ours = heartbeats_to(&out, addr(2))[0];
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS);
+    assert!(matches!(n.state(), State::Ready { .. }));
+    let mut now = t0;
+    let mut reports = Vec::new();
+    while now < t0 + Duration::from_secs(30) {
+        now = n.next_deadline().unwrap();
+        reports.extend(progress_texts(&step(&mut n, Input::Tick, now)));
+    }
+    assert!(reports.is_empty(), "{reports:?}");
+    let said = progress_texts(&step(&mut n, Input::Report, t0 + Duration::from_secs(31)));
+    assert_eq!(said, ["after 31s: READY, all 2 peers exchanged"]);
 }

@@ -28,7 +28,12 @@ fn main() -> ExitCode {
             Exit::Ready
         }
         Ok(Command::Version) => {
-            let _ = writeln!(std::io::stdout(), "rollcall {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(
+                std::io::stdout(),
+                "rollcall {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("ROLLCALL_BUILD")
+            );
             Exit::Ready
         }
         Ok(Command::Run(config)) => run(config),

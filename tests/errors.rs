@@ -207,5 +207,17 @@ fn version_exits_zero() {
             "{flag} output lacks version {}\n{desc}",
             env!("CARGO_PKG_VERSION")
         );
+        // Which commit and which build: what a bug report needs.
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let commit = head.unwrap_or_else(|| "unknown".into());
+        assert!(
+            out.contains(&format!("commit {commit}")) && out.contains(" build for "),
+            "{flag} output lacks the commit {commit} and the build\n{desc}"
+        );
     }
 }

@@ -42,7 +42,7 @@
 //! | 52    | hardening::a_ready_file_that_cannot_be_made_is_refused_at_start |
 //! | 53    | hardening::a_hosts_file_with_a_byte_order_mark_works |
 //! | 54    | hardening::one_peer_written_two_ways_is_named_and_exits_2 |
-//! | 55    | hardening::a_closed_stdout_never_aborts_the_peer |
+//! | 55    | hardening::closed_stdout_and_stderr_never_abort_the_peer |
 //! | 60    | auth::peers_sharing_a_secret_become_ready        |
 //! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
 //! | 62    | auth::a_peer_without_the_secret_is_named         |

@@ -1458,3 +1458,23 @@ fn progress_stops_at_ready_and_a_request_then_says_ready() {
     let said = progress_texts(&step(&mut n, Input::Report, t0 + Duration::from_secs(31)));
     assert_eq!(said, ["after 31s: READY, all 2 peers exchanged"]);
 }
+
+#[test]
+fn a_peer_heard_before_its_name_resolves_is_no_warning() {
+    // Containers starting together: peer b's heartbeat arrives before
+    // its name resolves here. Counted and dropped (its name is looked up
+    // at once), never warned about.
+    let t0 = Instant::now();
+    let e = hosts::parse("a\nb\n", 7610).unwrap();
+    let fp = hosts::fingerprint(&e);
+    let mut n = Node::new(&e, 0, fp, 1, 1, params());
+    step(&mut n, Input::Start, t0);
+    let b: SocketAddr = "10.0.0.2:7610".parse().unwrap();
+    let out = deliver(&mut n, b, hb(fp, 2, 1, 5, 1), t0 + MS);
+    assert_eq!(n.stats().dropped[Drop::Unresolved.index()], 1);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Event(Event::Dropping { .. }))),
+        "{out:?}"
+    );
+}

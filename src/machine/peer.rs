@@ -1,0 +1,95 @@
+//! The node's record of one other peer: where it is, what it has said,
+//! and what is due to it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::Mismatch;
+use crate::hosts::Host;
+use crate::wire::Flags;
+
+/// Our record of one other peer.
+#[derive(Clone, Debug)]
+pub(super) struct Peer {
+    /// Entry id, 1-based.
+    pub(super) id: u16,
+    /// The entry as written, and its line in the hosts file.
+    pub(super) name: String,
+    pub(super) line: usize,
+    pub(super) host: Host,
+    pub(super) port: u16,
+    /// Where the name resolves; empty while unknown.
+    pub(super) addrs: Vec<SocketAddr>,
+    /// Where the peer was last heard from, among `addrs`.
+    pub(super) reply_to: Option<SocketAddr>,
+    /// A resolution is under way.
+    pub(super) resolving: bool,
+    /// When to resolve the name (again).
+    pub(super) resolve_at: Option<Instant>,
+    pub(super) resolve_backoff: Duration,
+    pub(super) last_resolve: Option<Instant>,
+    /// When the lookup under way started.
+    pub(super) resolve_started: Option<Instant>,
+    pub(super) resolve_error: Option<String>,
+    /// The peer's incarnation as last heard.
+    pub(super) incarnation: Option<u64>,
+    /// When a heartbeat of this incarnation last arrived.
+    pub(super) heartbeat: Option<Instant>,
+    /// When an acknowledgement of ours by this incarnation last arrived.
+    pub(super) ack: Option<Instant>,
+    /// The highest of our sequence numbers it acknowledged.
+    pub(super) acked_seq: u64,
+    /// Its flags as last heard.
+    pub(super) flags: Flags,
+    pub(super) last_heard: Option<Instant>,
+    /// Reported silent, not heard since.
+    pub(super) silent: bool,
+    /// When our next heartbeat to it is due.
+    pub(super) next_heartbeat: Option<Instant>,
+    /// Retransmission timeout for the next unacknowledged heartbeat.
+    pub(super) rto: Duration,
+    /// Datagrams with another hosts list or secret came from its address.
+    pub(super) mismatch: Option<Mismatch>,
+    /// When a mismatch of this peer was last warned about.
+    pub(super) mismatch_warned: Option<Instant>,
+    /// Datagrams claiming to be from it came from this other address.
+    pub(super) wrong_source: Option<SocketAddr>,
+    /// The highest heartbeat sequence number heard from this incarnation.
+    pub(super) heartbeat_seq: u64,
+}
+
+impl Peer {
+    pub(super) fn exchanged(&self) -> bool {
+        self.heartbeat.is_some() && self.ack.is_some()
+    }
+
+    /// Heard within `threshold` before `now`: an exchange from the past is
+    /// not presence.
+    pub(super) fn heard_within(&self, threshold: Duration, now: Instant) -> bool {
+        self.last_heard
+            .is_some_and(|t| now.saturating_duration_since(t) < threshold)
+    }
+
+    /// It acknowledged a heartbeat carrying our current flags.
+    pub(super) fn knows(&self, epoch: u64) -> bool {
+        self.acked_seq >= epoch
+    }
+
+    pub(super) fn by_name(&self) -> bool {
+        matches!(self.host, Host::Name(_))
+    }
+
+    /// Where our datagrams to it go.
+    pub(super) fn target(&self) -> Option<SocketAddr> {
+        self.reply_to.or_else(|| self.addrs.first().copied())
+    }
+
+    /// Forgets everything learned from an earlier incarnation.
+    pub(super) fn forget(&mut self) {
+        self.heartbeat = None;
+        self.ack = None;
+        self.acked_seq = 0;
+        self.heartbeat_seq = 0;
+        self.flags = Flags::default();
+    }
+}

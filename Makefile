@@ -4,9 +4,15 @@
 #   N           peers for `make cluster` (default 5)
 #   ARGS        extra rollcall arguments for every peer of `make cluster`
 #   HOLD=1      `make cluster` keeps the peers running after READY until Ctrl-C
+#               or until their own --timeout runs out (120s by default;
+#               ARGS="-t 1h" keeps them an hour)
 #   WAIT, BASE_PORT, ROLLCALL_BIN  also reach scripts/cluster.sh (see its header)
 #   BENCH_ARGS  extra arguments for scripts/bench.py, e.g. BENCH_ARGS="--runs 3 --sizes 2,5"
 #   SMOKE       scenarios for `make smoke` (scripts/smoke.sh --help), e.g. SMOKE="restart stop"; default all
+#   SECONDS     how long `make soak` (default 600) and `make fuzz` (default 60) run
+#   TARGET      the fuzz target of `make fuzz`: decode (default) or hosts
+#   IMAGE       the image `make image` builds (default rollcall:latest; the
+#               compose files and deploy/k8s name rollcall:latest)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,7 +32,7 @@ SCRIPTS_SH  := scripts/cluster.sh scripts/validate-k8s.sh scripts/smoke.sh .ci/r
 .PHONY: help build test lint fmt cluster bench soak fuzz k8s-validate clean
 
 help: ## list the targets (default)
-	@echo "usage: make TARGET [N=5] [ARGS='--interval 500ms'] [HOLD=1] [BENCH_ARGS='--runs 3']"
+	@echo "usage: make TARGET [N=5] [ARGS='--interval 500ms'] [HOLD=1] [BENCH_ARGS='--runs 3'] [SECONDS=60] [TARGET=hosts] [SMOKE='restart stop']"
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9_-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
@@ -51,7 +57,7 @@ lint: ## rustfmt check, clippy with warnings as errors, shell/python syntax chec
 fmt: ## reformat the Rust sources (fixes what `make lint` reports from rustfmt)
 	$(CARGO) fmt --all
 
-cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD=1 keeps them up)
+cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD=1 keeps them up until Ctrl-C or their timeout)
 	N=$(N) scripts/cluster.sh
 
 bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes target/bench/bench.csv)
@@ -60,7 +66,7 @@ bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes
 fuzz: ## coverage-guided fuzzing of TARGET (decode or hosts) for SECONDS (default 60); needs cargo-fuzz
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(or $(TARGET),decode) -- -max_total_time=$(or $(SECONDS),60)
 
-k8s-validate: ## validate deploy/k8s offline against the Kubernetes schemas (strict)
+k8s-validate: ## validate deploy/k8s offline against the Kubernetes schemas (strict); needs kubernetes-validate, which `make test` installs
 	scripts/validate-k8s.sh
 
 soak: ## the simulator on random seeds for SECONDS (default 600); a failure prints its seed
@@ -81,15 +87,15 @@ COMPOSE    ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo do
 static: ## the statically linked binary that goes into the image
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target x86_64-unknown-linux-gnu
 
-image: static ## build the container image rollcall:latest (FROM scratch)
+image: static ## build the container image rollcall:latest (FROM scratch, around the binary of `make static`)
 	docker build -q -t $(IMAGE) .
 	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE)
 
-compose-up: image ## five peers in docker compose (compose.yaml), in the foreground; Ctrl-C stops them
+compose-up: image ## build the image, then five peers in docker compose (compose.yaml), in the foreground; Ctrl-C stops them
 	$(COMPOSE) up --force-recreate
 
 compose-down: ## remove the compose cluster
 	$(COMPOSE) down --remove-orphans
 
-smoke: image ## the container smoke tests: six docker compose scenarios (SMOKE="restart stop" runs some)
+smoke: image ## build the image, then the container smoke tests: six docker compose scenarios (SMOKE="restart stop" runs some)
 	scripts/smoke.sh $(SMOKE)

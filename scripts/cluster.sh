@@ -10,8 +10,9 @@
 #   ARGS          extra arguments for every peer, split on whitespace,
 #                 e.g. ARGS="--interval 500ms --debug"
 #   WAIT          seconds to wait for every peer to be READY (default 30)
-#   HOLD=1        after READY keep the peers running until Ctrl-C (or until
-#                 they exit on their own --timeout, 120s by default)
+#   HOLD=1        after READY keep the peers running until Ctrl-C or until
+#                 they exit on their own --timeout, 120s by default, whichever
+#                 comes first (ARGS="-t 1h" keeps them an hour)
 #
 # Each line a peer writes is shown prefixed with its name (`peer3 | ...`):
 # stdout on stdout, stderr on stderr. The last line is a one-line summary.

@@ -64,9 +64,9 @@ Options:
                                                           [ROLLCALL_SECRET_FILE]
   -d, --debug               log every datagram sent and received
   -q, --quiet               log warnings and errors only
-                                     [ROLLCALL_LOG=debug|info|quiet]
+                                [ROLLCALL_LOG=debug|info|quiet|warn]
       --help                print this help
-  -V, --version             print the version
+  -V, --version             print the version, commit and build
 
 Durations: 500ms, 2s, 1m30s, 1h.
 
@@ -81,8 +81,11 @@ Exit status:
        barrier passed); the missing peers are listed
     1  runtime failure
     2  usage or configuration error
-  130  stopped by SIGINT
-  143  stopped by SIGTERM
+  129  stopped by SIGHUP; likewise 130 SIGINT, 131 SIGQUIT, 140 SIGUSR2,
+       142 SIGALRM, 143 SIGTERM (128 + the signal; the ready file is
+       removed)
+
+SIGUSR1 logs who is missing what, and ends nothing.
 ";
 
 /// Where `READY` is printed.

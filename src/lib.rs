@@ -2,7 +2,7 @@
 //!
 //! Peers listed in a hosts file heartbeat each other and acknowledge what
 //! they hear; once a peer has exchanged both ways with every other peer it
-//! announces `READY`. See `DESIGN` in the README for the map:
+//! announces `READY`. See "How it works" in the README for the map:
 //!
 //! - [`cli`]: flags and environment into a [`cli::Config`];
 //! - [`hosts`]: the hosts file, pure;

@@ -405,8 +405,9 @@ impl fmt::Display for Event {
                 ..
             } if missing.is_empty() && *more == 0 => write!(
                 f,
-                "after {}: READY, all {total} peers exchanged",
-                pretty(*after)
+                "after {}: READY, {} exchanged",
+                pretty(*after),
+                Count(*total as u64, "peer")
             ),
             Event::Progress {
                 after,

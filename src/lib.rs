@@ -70,7 +70,7 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Timeout => 124,
-            Exit::Signal(n) => 128 + n,
+            Exit::Signal(n) => 128u8.saturating_add(n),
         }
     }
 }

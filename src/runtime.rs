@@ -58,14 +58,42 @@ pub struct Options {
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
 type Lookup = (u16, String, u16);
 
-/// Catches every signal that would end the process (see [`Stop`]) from now
-/// on, for [`run`]: call it first thing, so that a signal is never met by
-/// the default action, which would leave the ready file behind.
-/// SIGUSR1 asks for a progress report and ends nothing.
+/// Every signal whose default action ends the process and that can be
+/// caught: the classic ones and the real-time ones. (SIGKILL and SIGSTOP
+/// cannot be; SIGILL, SIGFPE, SIGSEGV and SIGBUS are faults of the process
+/// itself; SIGABRT is how a panic ends it.)
+fn terminating() -> Vec<libc::c_int> {
+    let classic = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTRAP,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSYS,
+    ];
+    classic
+        .into_iter()
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .collect()
+}
+
+/// Catches every terminating signal from now on, for [`run`]: call it
+/// first thing, so that a signal is never met by the default action, which
+/// would leave the ready file behind. SIGUSR1 asks for a progress report
+/// and ends nothing.
 pub fn catch_signals() -> io::Result<Signals> {
-    let signals = Signals::new(Stop::ALL.map(|s| i32::from(s.signal())))?;
-    signals.add_signal(libc::SIGUSR1)?;
-    Ok(signals)
+    let mut signals = terminating();
+    signals.push(libc::SIGUSR1);
+    Signals::new(signals)
 }
 
 /// Runs `node` on `sockets` until it exits; returns why.
@@ -128,11 +156,12 @@ pub fn run(
                 Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
                     for signal in signals.pending() {
-                        if signal == libc::SIGUSR1 {
-                            io.feed(node, Input::Report)?;
-                        } else if let Some(stop) = Stop::from_signal(signal) {
-                            io.feed(node, Input::Stop(stop))?;
-                        }
+                        let input = match u8::try_from(signal) {
+                            _ if signal == libc::SIGUSR1 => Input::Report,
+                            Ok(n) => Input::Stop(Stop(n)),
+                            Err(_) => continue,
+                        };
+                        io.feed(node, input)?;
                     }
                 }
                 _ => {}
@@ -429,19 +458,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stops_are_the_signals_of_this_system() {
-        let system = [
-            (libc::SIGHUP, Stop::Hangup),
-            (libc::SIGINT, Stop::Interrupt),
-            (libc::SIGQUIT, Stop::Quit),
-            (libc::SIGUSR2, Stop::User2),
-            (libc::SIGALRM, Stop::Alarm),
-            (libc::SIGTERM, Stop::Terminate),
-        ];
-        for (signal, stop) in system {
-            assert_eq!(Stop::from_signal(signal), Some(stop));
-            assert_eq!(i32::from(stop.signal()), signal);
+    fn every_terminating_signal_is_caught_and_named() {
+        let caught = terminating();
+        for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGPWR, libc::SIGRTMIN()] {
+            assert!(caught.contains(&signal), "{signal}");
         }
-        assert_eq!(Stop::from_signal(libc::SIGUSR1), None);
+        for signal in [libc::SIGUSR1, libc::SIGKILL, libc::SIGSEGV, libc::SIGCHLD] {
+            assert!(!caught.contains(&signal), "{signal}");
+        }
+        let names = [
+            (libc::SIGHUP, "SIGHUP"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGQUIT, "SIGQUIT"),
+            (libc::SIGUSR2, "SIGUSR2"),
+            (libc::SIGALRM, "SIGALRM"),
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGXCPU, "SIGXCPU"),
+            (libc::SIGVTALRM, "SIGVTALRM"),
+            (libc::SIGPROF, "SIGPROF"),
+            (libc::SIGIO, "SIGIO"),
+            (libc::SIGPWR, "SIGPWR"),
+        ];
+        for (signal, name) in names {
+            assert_eq!(Stop(signal as u8).name(), name);
+        }
+        // Catching is no use if the loop cannot read them.
+        assert!(catch_signals().is_ok());
     }
 }

@@ -18,7 +18,19 @@ use common::*;
 fn every_terminating_signal_removes_the_ready_file() {
     const BLOCK: u16 = 50;
     let dir = TestDir::new("hardening_signals");
-    let cases = [("HUP", 129), ("QUIT", 131), ("USR2", 140), ("ALRM", 142)];
+    // Linux's numbers; SIGRTMIN is 34 with glibc.
+    let cases = [
+        ("HUP", 129),
+        ("QUIT", 131),
+        ("USR2", 140),
+        ("ALRM", 142),
+        ("XCPU", 152),
+        ("VTALRM", 154),
+        ("PROF", 155),
+        ("IO", 157),
+        ("PWR", 158),
+        ("RTMIN", 162),
+    ];
     for (i, (sig, code)) in (1..).zip(cases) {
         // A list of one: READY at once.
         let e = vec![format!("127.0.0.1:{}", port(BLOCK, i))];

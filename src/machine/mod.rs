@@ -145,7 +145,7 @@ impl Reason {
                 Exit::Ready
             }
             Reason::TimeoutBeforeReady(_) | Reason::TimeoutBeforeBarrier(_) => Exit::Timeout,
-            Reason::Stopped(stop) => Exit::Signal(stop.signal()),
+            Reason::Stopped(stop) => Exit::Signal(stop.0),
             Reason::ListedTwice => Exit::Usage,
         }
     }
@@ -175,56 +175,38 @@ impl fmt::Display for Reason {
     }
 }
 
-/// A stop request from outside: a signal whose default action ends the
-/// process, caught so that the process ends cleanly (the ready file
-/// removed) with 128 + the signal's number.
+/// A stop request from outside: a signal, by its number, whose default
+/// action would end the process, caught so that the process ends cleanly
+/// (the ready file removed) with 128 + the number, as shells report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    Hangup,
-    Interrupt,
-    Quit,
-    User2,
-    Alarm,
-    Terminate,
-}
+pub struct Stop(pub u8);
 
 impl Stop {
-    pub const ALL: [Stop; 6] = [
-        Stop::Hangup,
-        Stop::Interrupt,
-        Stop::Quit,
-        Stop::User2,
-        Stop::Alarm,
-        Stop::Terminate,
-    ];
+    pub const INTERRUPT: Stop = Stop(2);
+    pub const TERMINATE: Stop = Stop(15);
 
-    /// Its number on Linux.
-    pub fn signal(self) -> u8 {
-        match self {
-            Stop::Hangup => 1,
-            Stop::Interrupt => 2,
-            Stop::Quit => 3,
-            Stop::User2 => 12,
-            Stop::Alarm => 14,
-            Stop::Terminate => 15,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Stop::Hangup => "SIGHUP",
-            Stop::Interrupt => "SIGINT",
-            Stop::Quit => "SIGQUIT",
-            Stop::User2 => "SIGUSR2",
-            Stop::Alarm => "SIGALRM",
-            Stop::Terminate => "SIGTERM",
-        }
-    }
-
-    pub fn from_signal(signal: i32) -> Option<Stop> {
-        Stop::ALL
-            .into_iter()
-            .find(|s| i32::from(s.signal()) == signal)
+    /// Its name, for Linux's numbers.
+    pub fn name(self) -> String {
+        let known = match self.0 {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            3 => "SIGQUIT",
+            5 => "SIGTRAP",
+            10 => "SIGUSR1",
+            12 => "SIGUSR2",
+            14 => "SIGALRM",
+            15 => "SIGTERM",
+            16 => "SIGSTKFLT",
+            24 => "SIGXCPU",
+            25 => "SIGXFSZ",
+            26 => "SIGVTALRM",
+            27 => "SIGPROF",
+            29 => "SIGIO",
+            30 => "SIGPWR",
+            31 => "SIGSYS",
+            n => return format!("signal {n}"),
+        };
+        known.into()
     }
 }
 

@@ -553,14 +553,11 @@ fn timeout_after_ready_exits_0() {
 fn signals_stop_at_once_with_their_codes() {
     // As shells report them: 128 + the signal's number.
     let codes = [
-        (Stop::Hangup, 129),
-        (Stop::Interrupt, 130),
-        (Stop::Quit, 131),
-        (Stop::User2, 140),
-        (Stop::Alarm, 142),
-        (Stop::Terminate, 143),
+        (Stop(1), 129),
+        (Stop::INTERRUPT, 130),
+        (Stop::TERMINATE, 143),
+        (Stop(34), 162),
     ];
-    assert_eq!(codes.len(), Stop::ALL.len());
     for (stop, code) in codes {
         let t0 = Instant::now();
         let (mut n, _) = node(3, 1, params(), t0);

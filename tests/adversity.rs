@@ -102,6 +102,26 @@ fn names_missing(p: &mut Peer, entry: &str) -> bool {
         .any(|l| l.contains("missing") && l.contains(entry))
 }
 
+/// `p` exits 124 by `until`, and its report names `entry` missing; `why`
+/// says why 124 is due, for the message.
+fn expect_124_naming(p: &mut Peer, entry: &str, why: &str, until: Instant) {
+    let st = p.wait_exit(until);
+    assert_eq!(
+        st.code(),
+        Some(124),
+        "{}: {} {why} (124 expected)\n{}",
+        p.label.clone(),
+        describe_status(st),
+        brief(p)
+    );
+    assert!(
+        names_missing(p, entry),
+        "{}: the report does not name {entry} missing\n{}",
+        p.label.clone(),
+        brief(p)
+    );
+}
+
 /// Log lines at `level` (`WARN`, `ERROR`, ...).
 fn lines_at(p: &mut Peer, level: &str) -> Vec<String> {
     let tag = format!(" {level} ");
@@ -200,25 +220,12 @@ fn barrier_never_exits_zero_without_every_peer() {
     peers.extend(start_peers(&hosts, &e, 3..4, "4s", &["--barrier"]));
 
     let until = deadline(WAIT);
+    let why = format!(
+        "with --barrier, though {} was killed before it was READY",
+        e[2]
+    );
     for k in [0, 1, 3] {
-        let p = &mut peers[k];
-        let st = p.wait_exit(until);
-        assert_eq!(
-            st.code(),
-            Some(124),
-            "{}: {} with --barrier, though {} was killed before it was READY (124 expected)\n{}",
-            p.label.clone(),
-            describe_status(st),
-            e[2],
-            brief(p)
-        );
-        assert!(
-            names_missing(p, &e[2]),
-            "{}: the report does not name {} missing\n{}",
-            p.label.clone(),
-            e[2],
-            brief(p)
-        );
+        expect_124_naming(&mut peers[k], &e[2], &why, until);
     }
 }
 
@@ -247,27 +254,13 @@ fn ready_needs_every_peer_alive_after_a_kill() {
     peers.extend(start_peers(&hosts, &e, 4..5, "5s", &[]));
 
     let until = deadline(WAIT);
+    let why = format!("though {} was killed", e[3]);
     for k in [0, 1, 2, 4] {
         let p = &mut peers[k];
-        let st = p.wait_exit(until);
+        expect_124_naming(p, &e[3], &why, until);
         assert!(
             p.stdout_lines().is_empty(),
             "{}: printed READY although {} was killed and reported silent\n{}",
-            p.label.clone(),
-            e[3],
-            brief(p)
-        );
-        assert_eq!(
-            st.code(),
-            Some(124),
-            "{}: {} (124 expected)\n{}",
-            p.label.clone(),
-            describe_status(st),
-            brief(p)
-        );
-        assert!(
-            names_missing(p, &e[3]),
-            "{}: the report does not name {} missing\n{}",
             p.label.clone(),
             e[3],
             brief(p)

@@ -1034,3 +1034,94 @@ fn thousands_of_unresolvable_names_use_few_threads() {
         p.label
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7d. Restarted after the barrier passed
+// ---------------------------------------------------------------------------
+
+/// A process of entry 3 starts after the barrier passed without it: entry
+/// 2 has left, entry 1 (played by the test) still lingers and answers with
+/// DONE (it knows every peer was READY). Entry 3 can never be READY; it
+/// says, as soon as it hears entry 1 and again in its timeout report, that
+/// the barrier passed without this process, instead of only blaming the
+/// departed entry 2 as never heard.
+#[test]
+fn a_process_started_after_the_barrier_passed_is_told_so() {
+    const BLOCK: u16 = 94;
+    let dir = TestDir::new("adv_after_barrier");
+    let e = entries(BLOCK, 3);
+    let hosts = dir.hosts("hosts", &e);
+    let fingerprint = fingerprint_of(&hosts);
+    let lingering = UdpSocket::bind(localhost(port(BLOCK, 1))).expect("bind entry 1's address");
+    lingering
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut late = Peer::spawn(
+        "entry 3, started after the barrier passed",
+        &peer_args(&hosts, &e[2], "2s", &["--barrier"]),
+    );
+    let done = Flags {
+        ready: true,
+        done: true,
+    };
+    let until = deadline(WAIT);
+    let mut buf = [0u8; 2048];
+    let mut seq = 0;
+    let told = |l: &str| l.contains("has passed the barrier without this process");
+    while late
+        .wait_for_line(Stream::Stderr, told, Instant::now())
+        .is_none()
+    {
+        assert!(
+            Instant::now() < until,
+            "entry 3 never said the barrier passed without it\n{}",
+            brief(&mut late)
+        );
+        let Ok((n, from)) = lingering.recv_from(&mut buf) else {
+            continue; // the read timeout
+        };
+        let Ok(m) = wire::decode(&buf[..n], None) else {
+            continue;
+        };
+        if m.kind != Kind::Heartbeat || m.from != 3 || m.to != 1 {
+            continue;
+        }
+        // Entry 1 answers as a lingering peer does: acknowledgement and
+        // heartbeat, both carrying DONE.
+        seq += 1;
+        for (kind, echo, s) in [(Kind::Ack, m.incarnation, m.seq), (Kind::Heartbeat, 0, seq)] {
+            let reply = Message {
+                kind,
+                flags: done,
+                hosts: fingerprint,
+                from: 1,
+                to: 3,
+                incarnation: 77,
+                echo,
+                seq: s,
+            };
+            let _ = lingering.send_to(wire::encode(&reply, None).as_bytes(), from);
+        }
+    }
+    drop(lingering);
+    let st = late.wait_exit(deadline(WAIT));
+    assert_eq!(
+        st.code(),
+        Some(124),
+        "{}\n{}",
+        describe_status(st),
+        brief(&mut late)
+    );
+    let report = format!("the barrier passed without this process: {} said", e[0]);
+    assert!(
+        late.stderr_lines().iter().any(|l| l.contains(&report)),
+        "no `{report}` in the timeout report\n{}",
+        brief(&mut late)
+    );
+    assert!(
+        names_missing(&mut late, &e[1]),
+        "the report does not name {} missing\n{}",
+        e[1],
+        brief(&mut late)
+    );
+}

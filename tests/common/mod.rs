@@ -64,6 +64,7 @@
 //! | 91    | adversity::an_oversized_hosts_file_is_refused    |
 //! | 92    | adversity::a_port_taken_by_another_cluster_is_named_as_such |
 //! | 93    | adversity::thousands_of_unresolvable_names_use_few_threads |
+//! | 94    | adversity::a_process_started_after_the_barrier_passed_is_told_so |
 //! | 99    | the unit tests of src/sockets.rs                 |
 //!
 //! `netns::eight_peers_under_random_loss` needs no block: its peers run in

@@ -341,6 +341,14 @@ fn ready_needs_both_a_heartbeat_and_an_acknowledgement() {
     let hbs = heartbeats_to(&out, addr(2));
     assert_eq!(hbs.len(), 1);
     assert!(hbs[0].flags.ready);
+    // The other order: a heartbeat alone is not enough either.
+    let (mut n, out) = node(2, 1, params(), t0);
+    let ours = heartbeats_to(&out, addr(2))[0];
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    assert!(!has_ready(&out));
+    assert_eq!(n.state(), State::Exchanging);
+    let out = deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + 2 * MS);
+    assert!(has_ready(&out));
 }
 
 #[test]

@@ -146,10 +146,9 @@ fn setup(config: &Config) -> Result<Setup, String> {
     let path = config.hosts.display();
     let bytes = read_regular(&config.hosts, "hosts file", MAX_HOSTS_FILE)?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "hosts file {path} is not UTF-8 text (byte {})",
-            e.utf8_error().valid_up_to()
-        )
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+        format!("{path}:{line}: not UTF-8 text")
     })?;
     let entries = hosts::parse(&text, config.port).map_err(|e| match e.line {
         Some(line) => format!("{path}:{line}: {}", e.message),

@@ -2,9 +2,9 @@
 //!
 //! One mio `Poll` watches four sources: the UDP sockets (one per address
 //! family), a `Waker` that the resolver threads ring when a name has
-//! resolved, and a pipe that delivers SIGINT and SIGTERM. Each turn turns what arrived into [`Input`]s for the
-//! machine, feeds it the clock when its deadline has passed, and performs
-//! the [`Action`]s it answers with. No protocol decision is made here: if a
+//! resolved, and a pipe that delivers the signals. Each turn turns what
+//! arrived into [`Input`]s for the machine, feeds it the clock when its
+//! deadline has passed, and performs the [`Action`]s it answers with. No protocol decision is made here: if a
 //! line of this file decides something about peers, it belongs in
 //! [`crate::machine`].
 

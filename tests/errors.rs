@@ -41,6 +41,19 @@ fn bad_hosts_line_names_file_and_line() {
         },
     );
     expect_usage_error(&mut p, st, &["rollcall: bad-hosts.txt:4:"]);
+    // Bytes that are not UTF-8 are named by their line too.
+    let mut bytes = format!("{}\n# ok\n", e[0]).into_bytes();
+    bytes.extend_from_slice(b"127.0.0.\xff:7002\n");
+    std::fs::write(dir.file("latin1.txt"), bytes).unwrap();
+    let (st, mut p) = run(
+        "not UTF-8",
+        &args("latin1.txt", &e[0]),
+        Spawn {
+            cwd: Some(&dir.path),
+            ..Spawn::default()
+        },
+    );
+    expect_usage_error(&mut p, st, &["rollcall: latin1.txt:3: not UTF-8 text"]);
 }
 
 #[test]

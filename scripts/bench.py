@@ -39,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SENT = re.compile(r"sent (\d+) datagrams")
 EXCHANGED = re.compile(r"exchanged with .*\((\d+)/(\d+)\)")
+# The progress report a peer logs every 5 s, and at once on SIGUSR1.
+PROGRESS = re.compile(r"waiting for READY after .*: (\d+) of (\d+) peers missing")
 BOUND = "bound to"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CSV_FIELDS = [
@@ -78,6 +80,7 @@ class Peer:
         self.ready_at: float | None = None  # time.perf_counter() when READY was read
         self.bound = False
         self.exchanged = 1  # k of the last `exchanged with NAME (k/N)`; this peer counts
+        self.missing: int | None = None  # from the last progress report
         self.sent: int | None = None  # datagrams sent until READY
         self.open_pipes = 2
         self.exit_status: int | None = None
@@ -98,6 +101,9 @@ class Peer:
         m = EXCHANGED.search(text)
         if m:
             self.exchanged = max(self.exchanged, int(m.group(1)))
+        m = PROGRESS.search(text)
+        if m:
+            self.missing = int(m.group(1))
         m = SENT.search(text)
         if m and self.sent is None:
             self.sent = int(m.group(1))
@@ -161,8 +167,9 @@ class Cluster:
             for chunk in chunks:
                 peer.line(stream, chunk.decode(errors="replace").rstrip("\r"), now)
 
-    def wait_for(self, done, what: str, peers: list[Peer] | None = None) -> None:
-        """Pump until done() is true; fail if a peer exits or `wait` runs out."""
+    def wait_for(self, done, what: str, peers: list[Peer] | None = None, poke=None) -> None:
+        """Pump until done() is true; fail if a peer exits or `wait` runs out.
+        `poke`, if given, is called every 0.1 s meanwhile."""
         deadline = time.monotonic() + self.wait
         watched = self.peers if peers is None else peers
         while not done():
@@ -180,7 +187,9 @@ class Cluster:
                     f"timed out after {self.wait:g}s waiting for {what}\n"
                     + "\n".join(p.tail(3) for p in stuck[:4])
                 )
-            self.pump(min(left, 0.5))
+            if poke is not None:
+                poke()
+            self.pump(min(left, 0.5 if poke is None else 0.1))
 
     def stop(self) -> list[str]:
         """SIGTERM every peer, SIGKILL after 3 s, reap, read their last lines.
@@ -252,10 +261,22 @@ def join_run(binary: str, n: int, ports: list[int], wait: float, notes: list[str
         try:
             first = [cluster.spawn(i) for i in range(1, n)]
             t_warm = time.perf_counter()
-            # The first N-1 peers are bound and have exchanged with each other.
+            # The first N-1 peers are bound and have exchanged with each other:
+            # each says so per pair in a small cluster; in a large one (those
+            # lines are at debug level) its progress report, asked for with
+            # SIGUSR1, names only the peer not started yet.
+            def warm(p: Peer) -> bool:
+                return p.bound and (p.exchanged >= n - 1 or p.missing == 1)
+
+            def ask() -> None:
+                for p in first:
+                    if p.bound and not warm(p):
+                        os.kill(p.proc.pid, signal.SIGUSR1)
+
             cluster.wait_for(
-                lambda: all(p.bound and p.exchanged >= n - 1 for p in first),
+                lambda: all(warm(p) for p in first),
                 f"the first {n - 1} peers to exchange with one another",
+                poke=ask,
             )
             warmup = time.perf_counter() - t_warm
             early = [p.label for p in first if p.ready_at is not None]

@@ -51,6 +51,9 @@ const MAX_ADDRS: usize = 8;
 /// [`DROP_WARNING_EVERY`] for each peer, and at most this many for all
 /// peers together, so that no input can make the log grow without bound.
 const MISMATCH_WARNINGS: u32 = 4;
+/// Mask of the random part of the step above a known incarnation that a
+/// process restarted behind the clock takes.
+const REINCARNATION_STEP: u64 = (1 << 24) - 1;
 /// Answers to datagrams we do not believe (an earlier incarnation, another
 /// hosts list), per second: enough for every peer of a real cluster, too
 /// few to make the node a reflector.
@@ -783,8 +786,17 @@ impl Node {
     /// Peer `i` knows incarnation `known` of our entry, newer than ours:
     /// the previous process's clock was ahead. Take a newer one;
     /// every acknowledgement we had is for the old one, so exchange anew.
+    ///
+    /// Not simply `known + 1`: two processes of this entry restarted behind
+    /// the clock one after the other can both be told the same `known`,
+    /// and the second would then speak with the first one's incarnation, a
+    /// replay to whoever heard the first. A random step (up to 2^24 µs,
+    /// about 17 s of clock) keeps them apart; a peer that knows a higher
+    /// one still answers with a stale notice, and the next step goes above
+    /// that.
     fn reincarnate(&mut self, i: usize, known: u64, now: Instant, out: &mut Vec<Action>) {
-        let Some(incarnation) = known.checked_add(1) else {
+        let step = 1 + (random(&mut self.rng) & REINCARNATION_STEP);
+        let Some(incarnation) = known.checked_add(step) else {
             return;
         };
         self.incarnation = incarnation;
@@ -1111,13 +1123,16 @@ impl Node {
 /// A factor in [0.75, 1): timers fire a little early, never late, so that
 /// peers started together drift apart instead of beating in step.
 fn jitter(state: &mut u64) -> f64 {
-    // splitmix64
+    1.0 - 0.25 * ((random(state) >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// splitmix64: the next of the driver-seeded sequence.
+fn random(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    1.0 - 0.25 * ((z >> 11) as f64 / (1u64 << 53) as f64)
+    z ^ (z >> 31)
 }
 
 /// IPv4 peers seen through a dual-stack socket arrive as `::ffff:a.b.c.d`.

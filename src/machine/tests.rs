@@ -927,21 +927,20 @@ fn told_of_a_newer_incarnation_of_itself_a_node_takes_one_above_it() {
         ..ack_of(&first, 9)
     };
     let out = deliver(&mut n, addr(2), stale, t0 + 2 * MS);
-    assert_eq!(n.incarnation(), 5001);
+    // Above the known one, by a step of at most 2^24 µs.
+    let taken = n.incarnation();
+    assert!(taken > 5000 && taken <= 5000 + (1 << 24), "{taken}");
     assert!(
         out.iter().any(|a| matches!(
             a,
-            Action::Event(Event::Reincarnated {
-                incarnation: 5001,
-                ..
-            })
+            Action::Event(Event::Reincarnated { incarnation, .. }) if *incarnation == taken
         )),
         "{out:?}"
     );
     // It heartbeats again at once, from the new incarnation.
     let again = heartbeats_to(&out, addr(2));
     assert_eq!(again.len(), 1, "{out:?}");
-    assert_eq!(again[0].incarnation, 5001);
+    assert_eq!(again[0].incarnation, taken);
     // An acknowledgement of the old incarnation no longer counts; one of
     // the new one does.
     deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + 3 * MS);
@@ -953,13 +952,13 @@ fn told_of_a_newer_incarnation_of_itself_a_node_takes_one_above_it() {
     // nor does one naming ours, the answer to a replay of our previous
     // process's heartbeat.
     deliver(&mut n, addr(2), stale, t0 + 5 * MS);
-    assert_eq!(n.incarnation(), 5001);
+    assert_eq!(n.incarnation(), taken);
     let ours = Message {
-        echo: 5001,
+        echo: taken,
         ..stale
     };
     let out = deliver(&mut n, addr(2), ours, t0 + 6 * MS);
-    assert_eq!(n.incarnation(), 5001);
+    assert_eq!(n.incarnation(), taken);
     assert!(
         !out.iter()
             .any(|a| matches!(a, Action::Event(Event::Reincarnated { .. })))
@@ -1482,4 +1481,32 @@ fn a_peer_heard_before_its_name_resolves_is_no_warning() {
             .any(|a| matches!(a, Action::Event(Event::Dropping { .. }))),
         "{out:?}"
     );
+}
+
+#[test]
+fn two_processes_told_the_same_incarnation_take_different_ones() {
+    // Two processes of entry 1, restarted behind the clock one after the
+    // other, both told that peer 2 knows incarnation 5000: the second must
+    // not speak with the first one's incarnation, which would be a replay
+    // to every peer that heard the first.
+    let t0 = Instant::now();
+    let e = entries(2);
+    let fp = hosts::fingerprint(&e);
+    let taken: Vec<u64> = [11, 12]
+        .into_iter()
+        .map(|seed| {
+            let mut n = Node::new(&e, 0, fp, 1001, seed, params());
+            let out = step(&mut n, Input::Start, t0);
+            let ours = heartbeats_to(&out, addr(2))[0];
+            let stale = Message {
+                kind: Kind::Stale,
+                echo: 5000,
+                ..ack_of(&ours, 9)
+            };
+            deliver(&mut n, addr(2), stale, t0 + MS);
+            n.incarnation()
+        })
+        .collect();
+    assert!(taken.iter().all(|&t| t > 5000), "{taken:?}");
+    assert_ne!(taken[0], taken[1]);
 }

@@ -95,6 +95,16 @@ fn run(config: Config) -> Exit {
         if config.barrier { ", barrier" } else { "" },
         if key.is_some() { ", authenticated" } else { "" }
     );
+    if let Some(capped) = sockets.size_buffers(entries.len()) {
+        // The kernel reports twice what it grants, as rmem_max bounds it.
+        warn!(
+            "the receive buffer is capped at {} KiB, and {} peers answering at once want {} KiB: datagrams may be lost to a burst (raise it with: sysctl -w net.core.rmem_max={})",
+            capped.got / 1024,
+            entries.len(),
+            capped.wanted / 1024,
+            capped.wanted / 2
+        );
+    }
     let options = Options {
         ready_to: config.ready_to,
         ready_file: config.ready_file.clone(),

@@ -17,6 +17,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cli::Bind;
 use crate::hosts::{Entry, Host};
 
+/// Receive buffer asked for per peer: when a peer starts, every other peer
+/// answers it at once, and on loopback each small datagram costs about a
+/// kilobyte of buffer accounting; room for four each.
+const BUFFER_PER_PEER: usize = 4096;
+
 /// The sockets of one process: at least one of the two.
 #[derive(Debug)]
 pub struct Sockets {
@@ -26,7 +31,37 @@ pub struct Sockets {
     pub v6: Option<UdpSocket>,
 }
 
+/// The receive buffer a cluster of `peers` wants, and what the system
+/// gave, when it gave less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capped {
+    pub wanted: usize,
+    pub got: usize,
+}
+
 impl Sockets {
+    /// Asks for a receive buffer of room for `peers` answering at once,
+    /// never less than the system's default. Says when the system caps it
+    /// lower (`net.core.rmem_max`): then datagrams may be lost to a burst.
+    pub fn size_buffers(&self, peers: usize) -> Option<Capped> {
+        let wanted = peers.saturating_mul(BUFFER_PER_PEER);
+        let mut capped = None;
+        for socket in [&self.v4, &self.v6].into_iter().flatten() {
+            let s = socket2::SockRef::from(socket);
+            let before = s.recv_buffer_size().unwrap_or(0);
+            if before >= wanted {
+                continue;
+            }
+            // The kernel doubles what it is given, for its bookkeeping.
+            let _ = s.set_recv_buffer_size(wanted / 2);
+            let got = s.recv_buffer_size().unwrap_or(before);
+            if got < wanted {
+                capped = Some(Capped { wanted, got });
+            }
+        }
+        capped
+    }
+
     /// The bound addresses, for the start line.
     pub fn describe(&self) -> String {
         [&self.v4, &self.v6]
@@ -159,6 +194,20 @@ mod tests {
         let s = bind(None, &own("peer1:29902")).unwrap();
         let v4 = s.v4.as_ref().unwrap().local_addr().unwrap();
         assert_eq!(v4.ip(), Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn the_receive_buffer_grows_with_the_cluster_and_says_when_capped() {
+        let s = bind(None, &own("peer1:29903")).unwrap();
+        let socket = socket2::SockRef::from(s.v4.as_ref().unwrap());
+        let default = socket.recv_buffer_size().unwrap();
+        // A few peers fit the default: nothing asked, nothing said.
+        assert_eq!(s.size_buffers(4), None);
+        assert_eq!(socket.recv_buffer_size().unwrap(), default);
+        // More than any system allows: as much as it gives, and said.
+        let capped = s.size_buffers(usize::MAX / BUFFER_PER_PEER).unwrap();
+        assert!(capped.got < capped.wanted);
+        assert!(socket.recv_buffer_size().unwrap() >= default);
     }
 
     #[test]

@@ -204,8 +204,8 @@ impl Drop for Resume {
 /// heard), so every survivor exits 124 at its timeout and names the third
 /// missing.
 ///
-/// Fails today: peers 1 and 2 still count the dead third as exchanged,
-/// become READY with the fourth, and exit 0 at their timeout
+/// The earlier code failed this: peers 1 and 2 still count the dead third
+/// as exchanged, become READY with the fourth, and exit 0 at their timeout
 /// (`timeout of 4s reached`) without the barrier ever passing.
 #[test]
 fn barrier_never_exits_zero_without_every_peer() {
@@ -238,8 +238,8 @@ fn barrier_never_exits_zero_without_every_peer() {
 /// threshold: nobody may print it, and the survivors exit 124 naming the
 /// fourth.
 ///
-/// Fails today: peers 1 to 3 keep the dead fourth as exchanged and print
-/// READY as soon as they have exchanged with the fifth.
+/// The earlier code failed this: peers 1 to 3 keep the dead fourth as
+/// exchanged and print READY as soon as they have exchanged with the fifth.
 #[test]
 fn ready_needs_every_peer_alive_after_a_kill() {
     const BLOCK: u16 = 81;
@@ -272,8 +272,8 @@ fn ready_needs_every_peer_alive_after_a_kill() {
 /// the fourth is stopped nobody is READY; once it is continued, the same
 /// incarnation is heard again and every peer becomes READY.
 ///
-/// Fails today: peers 1 to 3 print READY while the fourth is stopped, as
-/// soon as they have exchanged with the fifth.
+/// The earlier code failed this: peers 1 to 3 print READY while the fourth
+/// is stopped, as soon as they have exchanged with the fifth.
 #[test]
 fn ready_needs_every_peer_alive_while_one_is_stopped() {
     const BLOCK: u16 = 82;
@@ -348,6 +348,16 @@ fn ipv6_loopback() -> bool {
 
 /// Two peers listed as `e`, each started with the default bind (every
 /// address) and `extra`: both print READY within `WAIT`.
+/// As [`pair_becomes_ready`] where `::1` is configured; a SKIP line where
+/// it is not.
+fn v6_pair_becomes_ready(test: &str, e: &[String], extra: &[&str]) {
+    if ipv6_loopback() {
+        pair_becomes_ready(test, e, extra);
+    } else {
+        eprintln!("SKIP {test}: ::1 is not configured here");
+    }
+}
+
 fn pair_becomes_ready(test: &str, e: &[String], extra: &[&str]) {
     let dir = TestDir::new(test);
     let hosts = dir.hosts("hosts", e);
@@ -369,47 +379,39 @@ fn pair_becomes_ready(test: &str, e: &[String], extra: &[&str]) {
     stop_all_after_one_ready(&mut peers);
 }
 
-/// Fails today: each peer answers from the address of the family it was
-/// reached on (`[::1]` for the IPv6 peer's heartbeats, `127.0.0.1` for the
-/// other's), which is not the address the hosts file lists for it, so
-/// every datagram is dropped as `wrong source address`.
+/// The earlier code failed this: each peer answers from the address of the
+/// family it was reached on (`[::1]` for the IPv6 peer's heartbeats,
+/// `127.0.0.1` for the other's), which is not the address the hosts file
+/// lists for it, so every datagram is dropped as `wrong source address`.
 #[test]
 fn ipv4_and_ipv6_peers_become_ready() {
     const BLOCK: u16 = 83;
     let _load = shared();
-    if !ipv6_loopback() {
-        eprintln!("SKIP ipv4_and_ipv6_peers_become_ready: ::1 is not configured here");
-        return;
-    }
     let e = [
         format!("127.0.0.1:{}", port(BLOCK, 1)),
         format!("[::1]:{}", port(BLOCK, 2)),
     ];
-    pair_becomes_ready("adv_v4_v6", &e, &[]);
+    v6_pair_becomes_ready("adv_v4_v6", &e, &[]);
 }
 
-/// Fails today as `ipv4_and_ipv6_peers_become_ready` does, where
-/// `localhost` does not resolve to `::1` (here /etc/hosts gives it
+/// The earlier code failed this as `ipv4_and_ipv6_peers_become_ready` does,
+/// where `localhost` does not resolve to `::1` (here /etc/hosts gives it
 /// 127.0.0.1 alone).
 #[test]
 fn localhost_and_ipv6_peers_become_ready() {
     const BLOCK: u16 = 84;
     let _load = shared();
-    if !ipv6_loopback() {
-        eprintln!("SKIP localhost_and_ipv6_peers_become_ready: ::1 is not configured here");
-        return;
-    }
     let e = [
         format!("localhost:{}", port(BLOCK, 1)),
         format!("[::1]:{}", port(BLOCK, 2)),
     ];
-    pair_becomes_ready("adv_localhost_v6", &e, &[]);
+    v6_pair_becomes_ready("adv_localhost_v6", &e, &[]);
 }
 
-/// Fails today: the peer listed as 127.0.0.2 answers from 127.0.0.1 (the
-/// kernel picks the loopback route's source address for a socket bound to
-/// every address), and its datagrams are dropped as `wrong source
-/// address`.
+/// The earlier code failed this: the peer listed as 127.0.0.2 answers from
+/// 127.0.0.1 (the kernel picks the loopback route's source address for a
+/// socket bound to every address), and its datagrams are dropped as `wrong
+/// source address`.
 #[test]
 fn two_loopback_addresses_become_ready() {
     const BLOCK: u16 = 85;
@@ -424,17 +426,11 @@ fn two_loopback_addresses_become_ready() {
 /// The IPv4 and IPv6 pair again, authenticated: with a secret, a MAC
 /// proves who sent a datagram whatever its source address.
 ///
-/// Fails today as `ipv4_and_ipv6_peers_become_ready` does.
+/// The earlier code failed this as `ipv4_and_ipv6_peers_become_ready` does.
 #[test]
 fn ipv4_and_ipv6_peers_with_a_secret_become_ready() {
     const BLOCK: u16 = 86;
     let _load = shared();
-    if !ipv6_loopback() {
-        eprintln!(
-            "SKIP ipv4_and_ipv6_peers_with_a_secret_become_ready: ::1 is not configured here"
-        );
-        return;
-    }
     let e = [
         format!("127.0.0.1:{}", port(BLOCK, 1)),
         format!("[::1]:{}", port(BLOCK, 2)),
@@ -442,7 +438,7 @@ fn ipv4_and_ipv6_peers_with_a_secret_become_ready() {
     let dir = TestDir::new("adv_v4_v6_secret_file");
     let secret = dir.write("secret", "a secret shared by both families\n");
     let secret = secret.display().to_string();
-    pair_becomes_ready("adv_v4_v6_secret", &e, &["--secret-file", &secret]);
+    v6_pair_becomes_ready("adv_v4_v6_secret", &e, &["--secret-file", &secret]);
 }
 
 // ---------------------------------------------------------------------------
@@ -454,9 +450,9 @@ fn ipv4_and_ipv6_peers_with_a_secret_become_ready() {
 /// fingerprint and one carrying a MAC. A's log must stay short (at most 10
 /// warnings) and A must keep answering B (B never reports it silent).
 ///
-/// Fails today: the once-per-peer mismatch warning is reset by each other
-/// kind of mismatch, so A logs a WARN line for every datagram of the flood
-/// (thousands).
+/// The earlier code failed this: the once-per-peer mismatch warning is
+/// reset by each other kind of mismatch, so A logs a WARN line for every
+/// datagram of the flood (thousands).
 #[test]
 fn warnings_stay_bounded_under_alternating_hostile_input() {
     const BLOCK: u16 = 87;
@@ -577,9 +573,9 @@ fn warnings_stay_bounded_under_alternating_hostile_input() {
 /// first incarnation's datagrams, replayed from entry 2's address, must
 /// not be taken for another restart and must be counted as dropped.
 ///
-/// Fails today: with a secret, a lower incarnation is never taken back, so
-/// A drops every datagram of the real entry 2 as `earlier incarnation` and
-/// the real entry 2 is never READY.
+/// The earlier code failed this: with a secret, a lower incarnation is
+/// never taken back, so A drops every datagram of the real entry 2 as
+/// `earlier incarnation` and the real entry 2 is never READY.
 #[test]
 fn a_restart_with_its_clock_behind_is_welcomed_and_the_old_run_is_not() {
     const BLOCK: u16 = 88;
@@ -813,8 +809,8 @@ fn mkfifo(path: &Path) {
     assert!(st.success(), "mkfifo {} failed", path.display());
 }
 
-/// Fails today: reading the secret opens the FIFO and waits for a writer
-/// for ever.
+/// The earlier code failed this: reading the secret opens the FIFO and
+/// waits for a writer for ever.
 #[test]
 fn a_fifo_as_secret_file_is_refused_at_once() {
     const BLOCK: u16 = 89;
@@ -829,8 +825,8 @@ fn a_fifo_as_secret_file_is_refused_at_once() {
     expect_refused_at_once("--secret-file FIFO", &args, &[&path, "not a regular file"]);
 }
 
-/// Fails today: reading the hosts file opens the FIFO and waits for a
-/// writer for ever.
+/// The earlier code failed this: reading the hosts file opens the FIFO and
+/// waits for a writer for ever.
 #[test]
 fn a_fifo_as_hosts_file_is_refused_at_once() {
     let _load = shared();
@@ -842,8 +838,8 @@ fn a_fifo_as_hosts_file_is_refused_at_once() {
     expect_refused_at_once("-h FIFO", &args, &[&path, "not a regular file"]);
 }
 
-/// Fails today: the whole of /dev/zero is read into memory, about 2 GB a
-/// second, until the process is killed.
+/// The earlier code failed this: the whole of /dev/zero is read into
+/// memory, about 2 GB a second, until the process is killed.
 #[test]
 fn dev_zero_as_hosts_file_is_refused_at_once() {
     let _load = shared();
@@ -851,7 +847,8 @@ fn dev_zero_as_hosts_file_is_refused_at_once() {
     expect_refused_at_once("-h /dev/zero", &args, &["/dev/zero", "not a regular file"]);
 }
 
-/// Fails today as `dev_zero_as_hosts_file_is_refused_at_once` does.
+/// The earlier code failed this as
+/// `dev_zero_as_hosts_file_is_refused_at_once` does.
 #[test]
 fn dev_zero_as_secret_file_is_refused_at_once() {
     const BLOCK: u16 = 90;
@@ -871,8 +868,8 @@ fn dev_zero_as_secret_file_is_refused_at_once() {
 /// comment lines) is no hosts file anyone means: refused, naming the file
 /// and the size limit.
 ///
-/// Fails today: the file is read whole and accepted; the peer runs, prints
-/// READY (it is alone) and exits 0 at its timeout.
+/// The earlier code failed this: the file is read whole and accepted; the
+/// peer runs, prints READY (it is alone) and exits 0 at its timeout.
 #[test]
 fn an_oversized_hosts_file_is_refused() {
     const BLOCK: u16 = 91;
@@ -917,8 +914,8 @@ fn an_oversized_hosts_file_is_refused() {
 /// another cluster (its list: P3 and P4). X's peers time out and say that
 /// P3 runs with a different hosts list.
 ///
-/// Fails today: the other cluster's peer drops X's datagrams without a
-/// word back, so X's report says `never heard` for P3.
+/// The earlier code failed this: the other cluster's peer drops X's
+/// datagrams without a word back, so X's report says `never heard` for P3.
 #[test]
 fn a_port_taken_by_another_cluster_is_named_as_such() {
     const BLOCK: u16 = 92;
@@ -968,11 +965,11 @@ fn a_port_taken_by_another_cluster_is_named_as_such() {
 /// keeps to a few threads (at most 16, sampled for 2 s) and exits 124 at
 /// its timeout with a report.
 ///
-/// Fails today: every name gets a resolver thread of its own at once,
-/// about 2000 threads. (On this machine one lookup of a `.invalid` name
-/// fails in milliseconds, but a couple of thousand at once are not
-/// answered: most hang for the resolver's whole timeout, about 10 s, so
-/// the threads all stay.)
+/// The earlier code failed this: every name gets a resolver thread of its
+/// own at once, about 2000 threads. (On this machine one lookup of a
+/// `.invalid` name fails in milliseconds, but a couple of thousand at once
+/// are not answered: most hang for the resolver's whole timeout, about 10
+/// s, so the threads all stay.)
 #[test]
 fn thousands_of_unresolvable_names_use_few_threads() {
     const BLOCK: u16 = 93;

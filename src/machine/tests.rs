@@ -46,6 +46,16 @@ fn node(n: usize, me: u16, p: Params, t0: Instant) -> (Node, Vec<Action>) {
     (node, out)
 }
 
+/// Node `a` of the names-only list `a`, `b`, started at `t0`; and the
+/// list's fingerprint.
+fn named_pair(t0: Instant) -> (Node, u64) {
+    let e = hosts::parse("a\nb\n", 7610).unwrap();
+    let fp = hosts::fingerprint(&e);
+    let mut n = Node::new(&e, 0, fp, 1, 1, params());
+    step(&mut n, Input::Start, t0);
+    (n, fp)
+}
+
 fn sends(actions: &[Action]) -> Vec<(SocketAddr, Message)> {
     actions
         .iter()
@@ -699,10 +709,7 @@ fn barrier_lingers_at_most_the_linger_when_confirmations_are_lost() {
 #[test]
 fn silence_is_reported_once_and_the_name_resolved_again() {
     let t0 = Instant::now();
-    let e = hosts::parse("a\nb\n", 7610).unwrap();
-    let fp = hosts::fingerprint(&e);
-    let mut n = Node::new(&e, 0, fp, 1, 1, params());
-    step(&mut n, Input::Start, t0);
+    let (mut n, fp) = named_pair(t0);
     let b: SocketAddr = "10.0.0.2:7610".parse().unwrap();
     step(
         &mut n,
@@ -743,10 +750,7 @@ fn silence_is_reported_once_and_the_name_resolved_again() {
 #[test]
 fn a_datagram_from_a_new_address_makes_the_name_resolve_again() {
     let t0 = Instant::now();
-    let e = hosts::parse("a\nb\n", 7610).unwrap();
-    let fp = hosts::fingerprint(&e);
-    let mut n = Node::new(&e, 0, fp, 1, 1, params());
-    step(&mut n, Input::Start, t0);
+    let (mut n, fp) = named_pair(t0);
     let old: SocketAddr = "10.0.0.2:7610".parse().unwrap();
     let new: SocketAddr = "10.0.0.9:7610".parse().unwrap();
     step(
@@ -1469,10 +1473,7 @@ fn a_peer_heard_before_its_name_resolves_is_no_warning() {
     // its name resolves here. Counted and dropped (its name is looked up
     // at once), never warned about.
     let t0 = Instant::now();
-    let e = hosts::parse("a\nb\n", 7610).unwrap();
-    let fp = hosts::fingerprint(&e);
-    let mut n = Node::new(&e, 0, fp, 1, 1, params());
-    step(&mut n, Input::Start, t0);
+    let (mut n, fp) = named_pair(t0);
     let b: SocketAddr = "10.0.0.2:7610".parse().unwrap();
     let out = deliver(&mut n, b, hb(fp, 2, 1, 5, 1), t0 + MS);
     assert_eq!(n.stats().dropped[Drop::Unresolved.index()], 1);

@@ -74,6 +74,13 @@ fn heartbeats_to(actions: &[Action], to: SocketAddr) -> Vec<Message> {
         .collect()
 }
 
+/// An event that `is` came out.
+fn has_event(actions: &[Action], is: impl Fn(&Event) -> bool) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Event(e) if is(e)))
+}
+
 fn has_ready(actions: &[Action]) -> bool {
     actions.iter().any(|a| matches!(a, Action::Ready))
 }
@@ -643,10 +650,7 @@ fn an_earlier_incarnation_is_stale_while_the_peer_is_alive() {
     assert_eq!(n.stats().dropped[Drop::Stale.index()], 1);
     // A later incarnation is a restart.
     let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 60, 1), t0 + 3 * MS);
-    assert!(
-        out.iter()
-            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
-    );
+    assert!(has_event(&out, |e| matches!(e, Event::Restarted { .. })));
 }
 
 #[test]
@@ -827,10 +831,7 @@ fn duplicates_and_replays_of_one_incarnation_are_dropped_without_a_warning() {
             !sends(&out).iter().any(|s| s.1.kind == Kind::Ack),
             "not answered"
         );
-        assert!(
-            !out.iter()
-                .any(|a| matches!(a, Action::Event(Event::Dropping { .. })))
-        );
+        assert!(!has_event(&out, |e| matches!(e, Event::Dropping { .. })));
     }
 }
 
@@ -901,10 +902,7 @@ fn an_earlier_incarnation_is_never_taken_back_but_told_what_to_take() {
         assert_eq!(to, addr(2));
         assert_eq!((m.kind, m.echo, m.seq, m.to), (Kind::Stale, 50, 7, 2));
         assert_eq!(n.stats().dropped[Drop::Stale.index()], 1);
-        assert!(
-            !out.iter()
-                .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
-        );
+        assert!(!has_event(&out, |e| matches!(e, Event::Restarted { .. })));
     }
 }
 
@@ -963,10 +961,10 @@ fn told_of_a_newer_incarnation_of_itself_a_node_takes_one_above_it() {
     };
     let out = deliver(&mut n, addr(2), ours, t0 + 6 * MS);
     assert_eq!(n.incarnation(), taken);
-    assert!(
-        !out.iter()
-            .any(|a| matches!(a, Action::Event(Event::Reincarnated { .. })))
-    );
+    assert!(!has_event(&out, |e| matches!(
+        e,
+        Event::Reincarnated { .. }
+    )));
 }
 
 #[test]
@@ -1244,10 +1242,10 @@ fn a_peer_that_passed_the_barrier_without_us_is_named_at_the_timeout() {
         done: true,
     };
     let out = deliver(&mut n, addr(2), done, t0 + MS);
-    assert!(
-        out.iter()
-            .any(|a| matches!(a, Action::Event(Event::PassedWithoutUs { .. })))
-    );
+    assert!(has_event(&out, |e| matches!(
+        e,
+        Event::PassedWithoutUs { .. }
+    )));
     let text = timed_out_text(&step(&mut n, Input::Tick, t0 + p.timeout));
     assert!(
         text.contains("the barrier passed without this process: 127.0.0.1:7002 said"),
@@ -1280,17 +1278,11 @@ fn a_dropped_datagram_changes_nothing_but_a_counter() {
     let mut bogus = ack_of(&ours, 99);
     bogus.echo = 12345;
     let out = deliver(&mut n, addr(2), bogus, t0 + 2 * MS);
-    assert!(
-        !out.iter()
-            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
-    );
+    assert!(!has_event(&out, |e| matches!(e, Event::Restarted { .. })));
     assert_eq!(n.stats().dropped[Drop::BogusAck.index()], 1);
     // The real incarnation's next heartbeat is still its own.
     let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 2), t0 + 3 * MS);
-    assert!(
-        !out.iter()
-            .any(|a| matches!(a, Action::Event(Event::Restarted { .. })))
-    );
+    assert!(!has_event(&out, |e| matches!(e, Event::Restarted { .. })));
     assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
 }
 
@@ -1478,8 +1470,7 @@ fn a_peer_heard_before_its_name_resolves_is_no_warning() {
     let out = deliver(&mut n, b, hb(fp, 2, 1, 5, 1), t0 + MS);
     assert_eq!(n.stats().dropped[Drop::Unresolved.index()], 1);
     assert!(
-        !out.iter()
-            .any(|a| matches!(a, Action::Event(Event::Dropping { .. }))),
+        !has_event(&out, |e| matches!(e, Event::Dropping { .. })),
         "{out:?}"
     );
 }

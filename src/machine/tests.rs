@@ -74,6 +74,26 @@ fn heartbeats_to(actions: &[Action], to: SocketAddr) -> Vec<Message> {
         .collect()
 }
 
+/// Peer `id` (incarnation 9) exchanges with `n`: its first heartbeat,
+/// and its acknowledgement of ours among `started` (the start's actions).
+fn exchange(n: &mut Node, started: &[Action], id: u16, fp: u64, now: Instant) {
+    let ours = heartbeats_to(started, addr(id))[0];
+    deliver(n, addr(id), hb(fp, id, 1, 9, 1), now);
+    deliver(n, addr(id), ack_of(&ours, 9), now);
+}
+
+/// Ticks `n` through each of its deadlines until it exits: when, and the
+/// last transition's actions.
+fn run_to_exit(n: &mut Node) -> (Instant, Vec<Action>) {
+    loop {
+        let now = n.next_deadline().expect("a deadline before the exit");
+        let out = step(n, Input::Tick, now);
+        if exit_of(&out).is_some() {
+            return (now, out);
+        }
+    }
+}
+
 /// An event that `is` came out.
 fn has_event(actions: &[Action], is: impl Fn(&Event) -> bool) -> bool {
     actions
@@ -531,12 +551,7 @@ fn timeout_before_ready_names_every_missing_peer_and_exits_124() {
     deliver(&mut n, addr(2), ack_of(&to2, 20), t0 + MS);
     deliver(&mut n, addr(2), hb(fp, 2, 1, 20, 1), t0 + MS);
     deliver(&mut n, addr(3), ack_of(&to3, 30), t0 + MS);
-    let mut out = Vec::new();
-    let mut now = t0;
-    while exit_of(&out).is_none() {
-        now = n.next_deadline().expect("a deadline before the exit");
-        out = step(&mut n, Input::Tick, now);
-    }
+    let (now, out) = run_to_exit(&mut n);
     assert_eq!(now, t0 + Duration::from_secs(5));
     assert_eq!(exit_of(&out), Some(Reason::TimeoutBeforeReady(p.timeout)));
     assert_eq!(Reason::TimeoutBeforeReady(p.timeout).exit().code(), 124);
@@ -698,12 +713,7 @@ fn barrier_lingers_at_most_the_linger_when_confirmations_are_lost() {
     deliver(&mut n, addr(2), theirs, t0 + MS);
     assert!(matches!(n.state(), State::Draining { .. }));
     // The peer never confirms: we leave at the end of the linger, READY.
-    let mut now = t0 + MS;
-    let mut out = Vec::new();
-    while exit_of(&out).is_none() {
-        now = n.next_deadline().unwrap();
-        out = step(&mut n, Input::Tick, now);
-    }
+    let (now, out) = run_to_exit(&mut n);
     assert_eq!(exit_of(&out), Some(Reason::BarrierLingered));
     // The README: a node that passed the barrier lingers at most one
     // interval.
@@ -998,10 +1008,8 @@ fn ready_needs_every_peer_heard_within_the_silence_threshold() {
     let p = params();
     let fp = hosts::fingerprint(&entries(3));
     let (mut n, out) = node(3, 1, p, t0);
-    let to2 = heartbeats_to(&out, addr(2))[0];
     let to3 = heartbeats_to(&out, addr(3))[0];
-    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
-    deliver(&mut n, addr(2), ack_of(&to2, 9), t0 + MS);
+    exchange(&mut n, &out, 2, fp, t0 + MS);
     // Peer 2 dies. The README's silence threshold is three intervals.
     let late = t0 + MS + p.interval * 3;
     deliver(&mut n, addr(3), hb(fp, 3, 1, 9, 1), late);
@@ -1022,9 +1030,7 @@ fn a_peer_silent_at_the_timeout_is_named_as_such() {
     };
     let fp = hosts::fingerprint(&entries(3));
     let (mut n, out) = node(3, 1, p, t0);
-    let to2 = heartbeats_to(&out, addr(2))[0];
-    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
-    deliver(&mut n, addr(2), ack_of(&to2, 9), t0 + MS);
+    exchange(&mut n, &out, 2, fp, t0 + MS);
     let out = step(&mut n, Input::Tick, t0 + p.timeout);
     assert_eq!(exit_of(&out), Some(Reason::TimeoutBeforeReady(p.timeout)));
     let text = timed_out_text(&out);
@@ -1055,21 +1061,14 @@ fn with_barrier_a_timeout_before_every_ready_is_heard_exits_124() {
     let fp = hosts::fingerprint(&entries(3));
     let (mut n, out) = node(3, 1, p, t0);
     for id in [2, 3] {
-        let ours = heartbeats_to(&out, addr(id))[0];
-        deliver(&mut n, addr(id), hb(fp, id, 1, 9, 1), t0 + MS);
-        deliver(&mut n, addr(id), ack_of(&ours, 9), t0 + MS);
+        exchange(&mut n, &out, id, fp, t0 + MS);
     }
     assert!(matches!(n.state(), State::Ready { .. }));
     // Peer 2 says READY; peer 3 dies before it does.
     let mut ready = hb(fp, 2, 1, 9, 2);
     ready.flags.ready = true;
     deliver(&mut n, addr(2), ready, t0 + 2 * MS);
-    let mut now = t0;
-    let mut out = Vec::new();
-    while exit_of(&out).is_none() {
-        now = n.next_deadline().unwrap();
-        out = step(&mut n, Input::Tick, now);
-    }
+    let (now, out) = run_to_exit(&mut n);
     assert_eq!(now, t0 + p.timeout);
     let reason = exit_of(&out).unwrap();
     assert_eq!(reason.exit().code(), 124, "{reason}");
@@ -1444,9 +1443,7 @@ fn progress_stops_at_ready_and_a_request_then_says_ready() {
     let t0 = Instant::now();
     let fp = hosts::fingerprint(&entries(2));
     let (mut n, out) = node(2, 1, params(), t0);
-    let ours = heartbeats_to(&out, addr(2))[0];
-    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
-    deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS);
+    exchange(&mut n, &out, 2, fp, t0 + MS);
     assert!(matches!(n.state(), State::Ready { .. }));
     let mut now = t0;
     let mut reports = Vec::new();

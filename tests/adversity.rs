@@ -15,9 +15,8 @@ mod common;
 use common::*;
 use rollcall::hosts;
 use rollcall::wire::{self, Flags, Key, Kind, Message};
-use std::collections::HashMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,31 +38,6 @@ fn shared() -> RwLockReadGuard<'static, ()> {
 
 fn exclusive() -> RwLockWriteGuard<'static, ()> {
     LOAD.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A peer's output for a failure message: stdout, and the first and last
-/// lines of its log (a log may hold thousands).
-fn brief(p: &mut Peer) -> String {
-    const HEAD: usize = 20;
-    const TAIL: usize = 20;
-    let out = p.stdout_lines();
-    let log = p.stderr_lines();
-    let shown = if log.len() <= HEAD + TAIL {
-        log.join("\n")
-    } else {
-        format!(
-            "{}\n... {} more lines ...\n{}",
-            log[..HEAD].join("\n"),
-            log.len() - HEAD - TAIL,
-            log[log.len() - TAIL..].join("\n")
-        )
-    };
-    format!(
-        "--- {} stdout ---\n{}\n--- {} stderr ---\n{shown}\n---",
-        p.label,
-        out.join("\n"),
-        p.label
-    )
 }
 
 /// Waits until each of `peers`, running as `e[0..peers.len()]`, has logged
@@ -122,37 +96,6 @@ fn expect_124_naming(p: &mut Peer, entry: &str, why: &str, until: Instant) {
     );
 }
 
-/// Log lines at `level` (`WARN`, `ERROR`, ...).
-fn lines_at(p: &mut Peer, level: &str) -> Vec<String> {
-    let tag = format!(" {level} ");
-    p.stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains(&tag))
-        .collect()
-}
-
-/// The counts by reason of the `dropped N datagrams: A reason, B reason`
-/// line of a peer's log (empty if nothing was dropped).
-fn dropped_by_reason(p: &mut Peer) -> HashMap<String, u64> {
-    let mut by_reason = HashMap::new();
-    let lines = p.stderr_lines();
-    let Some(line) = lines
-        .iter()
-        .find(|l| l.contains(" dropped ") && l.contains(" datagrams: "))
-    else {
-        return by_reason;
-    };
-    let reasons = &line[line.find(" datagrams: ").unwrap() + " datagrams: ".len()..];
-    for part in reasons.split(", ") {
-        if let Some((n, reason)) = part.split_once(' ')
-            && let Ok(n) = n.parse::<u64>()
-        {
-            by_reason.insert(reason.to_string(), n);
-        }
-    }
-    by_reason
-}
-
 /// A field of `/proc/PID/status` (`Threads`, `VmRSS` in KiB), while the
 /// process exists.
 fn proc_status(pid: u32, field: &str) -> Option<u64> {
@@ -171,10 +114,6 @@ fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-fn localhost(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// The fingerprint rollcall computes for the hosts file at `path`.
@@ -539,7 +478,7 @@ fn warnings_stay_bounded_under_alternating_hostile_input() {
     }
 
     let a = &mut peers[0];
-    let dropped = dropped_by_reason(a);
+    let (_, dropped) = dropped_summary(a);
     eprintln!("A dropped: {dropped:?}");
     for reason in ["other hosts list", "failed authentication"] {
         assert!(
@@ -722,7 +661,7 @@ fn a_restart_with_its_clock_behind_is_welcomed_and_the_old_run_is_not() {
         e[1],
         brief(&mut a)
     );
-    let dropped = dropped_by_reason(&mut a);
+    let (_, dropped) = dropped_summary(&mut a);
     eprintln!(
         "replayed {} datagrams; A dropped {dropped:?}",
         captured.len()

@@ -19,19 +19,14 @@ mod common;
 use common::*;
 use rollcall::wire::{self, Flags, Kind, LEN, Message};
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Both tests load the CPU on purpose (thousands of datagrams a second);
-/// run them one at a time so that neither starves the other's peers.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// Both tests load the CPU on purpose (thousands of datagrams a second):
+// each takes `serial()`.
 
 // ---------------------------------------------------------------------------
 // The wire format: the library's own codec (its layout is pinned by the
@@ -89,59 +84,6 @@ impl Rng {
     }
 }
 
-fn localhost(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// The `dropped N datagrams: A reason, B reason` line of a peer's log:
-/// N and the count of each reason.
-fn dropped_summary(p: &mut Peer) -> (u64, HashMap<String, u64>) {
-    let lines = p.stderr_lines();
-    let line = lines
-        .iter()
-        .find(|l| l.contains(" dropped ") && l.contains(" datagrams: "))
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no `dropped N datagrams` line\n{}",
-                p.label.clone(),
-                brief(p)
-            )
-        });
-    let rest = &line[line.find(" dropped ").unwrap() + " dropped ".len()..];
-    let (total, reasons) = rest.split_once(" datagrams: ").unwrap();
-    let total: u64 = total
-        .parse()
-        .unwrap_or_else(|_| panic!("{}: bad count in {line:?}", p.label));
-    let mut by_reason = HashMap::new();
-    for part in reasons.split(", ") {
-        let (n, reason) = part
-            .split_once(' ')
-            .unwrap_or_else(|| panic!("{}: bad reason {part:?} in {line:?}", p.label));
-        let n: u64 = n
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: bad count {part:?} in {line:?}", p.label));
-        by_reason.insert(reason.to_string(), n);
-    }
-    assert_eq!(
-        by_reason.values().sum::<u64>(),
-        total,
-        "{}: the reasons do not add up to the total in {line:?}",
-        p.label
-    );
-    (total, by_reason)
-}
-
-/// The log lines at `level` (`WARN`, `ERROR`, ...).
-fn lines_at(p: &mut Peer, level: &str) -> Vec<String> {
-    let tag = format!(" {level} ");
-    p.stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains(&tag))
-        .collect()
-}
-
-/// A peer's output for a failure message, at most 40 lines of log: a
-/// broken rate limit would otherwise put every bad datagram in it.
 /// Every peer is still up after `what`.
 fn expect_running(peers: &mut [Peer], what: &str) {
     for p in peers.iter_mut() {
@@ -152,24 +94,6 @@ fn expect_running(peers: &mut [Peer], what: &str) {
             brief(p)
         );
     }
-}
-
-fn brief(p: &mut Peer) -> String {
-    const MAX: usize = 40;
-    let out = p.stdout_lines();
-    let log = p.stderr_lines();
-    let more = if log.len() > MAX {
-        format!("\n... and {} more lines", log.len() - MAX)
-    } else {
-        String::new()
-    };
-    format!(
-        "--- {} stdout ---\n{}\n--- {} stderr ---\n{}{more}\n---",
-        p.label,
-        out.join("\n"),
-        p.label,
-        log[..log.len().min(MAX)].join("\n")
-    )
 }
 
 /// At most one `dropping datagrams` warning every 10 s (README), over a

@@ -82,13 +82,16 @@
 //! panicking test leaves nothing behind.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -650,4 +653,86 @@ pub fn expect_usage_error(p: &mut Peer, st: ExitStatus, needles: &[&str]) -> Str
         p.label
     );
     line.clone()
+}
+
+/// `127.0.0.1:port`.
+pub fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// For tests that load the CPU on purpose: one at a time within a test
+/// binary, so that none starves another's peers.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A peer's output for a failure message: stdout, and the first and last
+/// lines of its log (a log may hold thousands).
+pub fn brief(p: &mut Peer) -> String {
+    const HEAD: usize = 20;
+    const TAIL: usize = 20;
+    let out = p.stdout_lines();
+    let log = p.stderr_lines();
+    let shown = if log.len() <= HEAD + TAIL {
+        log.join("\n")
+    } else {
+        format!(
+            "{}\n... {} more lines ...\n{}",
+            log[..HEAD].join("\n"),
+            log.len() - HEAD - TAIL,
+            log[log.len() - TAIL..].join("\n")
+        )
+    };
+    format!(
+        "--- {} stdout ---\n{}\n--- {} stderr ---\n{shown}\n---",
+        p.label,
+        out.join("\n"),
+        p.label
+    )
+}
+
+/// The log lines at `level` (`WARN`, `ERROR`, ...).
+pub fn lines_at(p: &mut Peer, level: &str) -> Vec<String> {
+    let tag = format!(" {level} ");
+    p.stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains(&tag))
+        .collect()
+}
+
+/// The `dropped N datagrams: A reason, B reason` line of a peer's exit
+/// log: N and the count of each reason (0 and none if it logged no such
+/// line, having dropped nothing). Reasons that do not add up to N fail.
+pub fn dropped_summary(p: &mut Peer) -> (u64, HashMap<String, u64>) {
+    let mut by_reason = HashMap::new();
+    let lines = p.stderr_lines();
+    let Some(line) = lines
+        .iter()
+        .find(|l| l.contains(" dropped ") && l.contains(" datagrams: "))
+    else {
+        return (0, by_reason);
+    };
+    let rest = &line[line.find(" dropped ").unwrap() + " dropped ".len()..];
+    let (total, reasons) = rest.split_once(" datagrams: ").unwrap();
+    let total: u64 = total
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: bad count in {line:?}", p.label));
+    for part in reasons.split(", ") {
+        let (n, reason) = part
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("{}: bad reason {part:?} in {line:?}", p.label));
+        let n: u64 = n
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: bad count {part:?} in {line:?}", p.label));
+        by_reason.insert(reason.to_string(), n);
+    }
+    assert_eq!(
+        by_reason.values().sum::<u64>(),
+        total,
+        "{}: the reasons do not add up to the total in {line:?}",
+        p.label
+    );
+    (total, by_reason)
 }

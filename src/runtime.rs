@@ -406,9 +406,14 @@ fn describe(m: &Message) -> String {
         Kind::Ack => "ack",
         Kind::Stale => "stale",
     };
+    let ack = match m.ack() {
+        Some((incarnation, seq)) => format!(" acks #{seq} of {incarnation:x}"),
+        None if m.kind == Kind::Stale => format!(" answers #{} knowing {:x}", m.acked, m.echo),
+        None => String::new(),
+    };
     format!(
-        "{kind} #{} from {} to {} incarnation {:x} echo {:x} ready={} done={}",
-        m.seq, m.from, m.to, m.incarnation, m.echo, m.flags.ready, m.flags.done
+        "{kind} #{} from {} to {} incarnation {:x}{ack} ask={} ready={} done={} barrier={}",
+        m.seq, m.from, m.to, m.incarnation, m.ask, m.flags.ready, m.flags.done, m.flags.barrier
     )
 }
 

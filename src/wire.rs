@@ -6,27 +6,37 @@
 //! peer, the right address) is the state machine's business, not this one's.
 //!
 //! With a shared secret, every datagram carries a message authentication
-//! code: a BLAKE3 keyed hash of its first 44 bytes, truncated to 16 bytes
+//! code: a BLAKE3 keyed hash of its first 52 bytes, truncated to 16 bytes
 //! and appended, and byte 7 says so. Verifying it is part of decoding.
 //!
-//! Layout of version 1, all integers big-endian, 44 bytes (60 with a MAC):
+//! A heartbeat carries the acknowledgement of the receiver's latest
+//! heartbeat when there is one to give, so that a pair that has exchanged
+//! sends one datagram each way per interval, and a late starter's exchange
+//! takes three datagrams: its heartbeat, a heartbeat carrying the
+//! acknowledgement, and the acknowledgement of that.
+//!
+//! Layout of version 2, all integers big-endian, 52 bytes (68 with a MAC):
 //!
 //! ```text
 //!  offset size field
 //!   0      4  magic        "RLCL"
-//!   4      1  version      1
+//!   4      1  version      2
 //!   5      1  kind         1 heartbeat, 2 acknowledgement, 3 stale
-//!   6      1  flags        bit 0 READY, bit 1 DONE; other bits ignored
-//!   7      1  auth         0 none, 1 BLAKE3 MAC in bytes 44..60
+//!   6      1  flags        bit 0 READY, bit 1 DONE, bit 2 BARRIER (the sender
+//!                          waits for every peer's READY), bit 3 ASK (answer
+//!                          this heartbeat now); other bits ignored
+//!   7      1  auth         0 none, 1 BLAKE3 MAC in bytes 52..68
 //!   8      8  hosts        fingerprint of the hosts list
 //!  16      2  from         sender's entry id (1-based)
 //!  18      2  to           receiver's entry id (1-based)
 //!  20      8  incarnation  sender's incarnation
-//!  28      8  echo         ack: the incarnation being acknowledged; stale: the
-//!                          receiver's incarnation the sender knows; heartbeat: 0
-//!  36      8  seq          heartbeat: sender's sequence; ack, stale: the
-//!                          heartbeat's they answer
-//!  44     16  mac          with auth 1: keyed BLAKE3 of bytes 0..44, truncated
+//!  28      8  seq          heartbeat: sender's sequence; otherwise 0
+//!  36      8  echo         the receiver's incarnation being acknowledged, 0
+//!                          for none (a heartbeat may carry one); stale: the
+//!                          receiver's incarnation the sender knows
+//!  44      8  acked        the receiver's heartbeat sequence acknowledged
+//!                          (stale: answered)
+//!  52     16  mac          with auth 1: keyed BLAKE3 of bytes 0..52, truncated
 //! ```
 
 use std::fmt;
@@ -34,12 +44,12 @@ use std::fmt;
 /// The first four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"RLCL";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
-/// Length of a version 1 datagram without a MAC.
-pub const LEN: usize = 44;
+pub const VERSION: u8 = 2;
+/// Length of a version 2 datagram without a MAC.
+pub const LEN: usize = 52;
 /// Length of the MAC.
 pub const MAC_LEN: usize = 16;
-/// Length of a version 1 datagram with a MAC: the largest we send.
+/// Length of a version 2 datagram with a MAC: the largest we send.
 pub const MAX_LEN: usize = LEN + MAC_LEN;
 
 /// What the `auth` byte says.
@@ -88,11 +98,12 @@ impl Datagram {
 /// What a datagram asks of its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// "I am here": answer with an acknowledgement.
+    /// "I am here", and perhaps "I heard your heartbeat `acked` of
+    /// incarnation `echo`"; with `ask`, "answer now".
     Heartbeat,
-    /// "I heard your heartbeat `seq` of incarnation `echo`."
+    /// "I heard your heartbeat `acked` of incarnation `echo`."
     Ack,
-    /// "Your heartbeat `seq` comes from an incarnation older than `echo`,
+    /// "Your heartbeat `acked` comes from an incarnation older than `echo`,
     /// which I know of your entry": a restarted peer whose clock is behind
     /// learns which incarnation to take.
     Stale,
@@ -105,26 +116,36 @@ pub struct Flags {
     pub ready: bool,
     /// The sender knows every peer is READY (`--barrier`) and is leaving.
     pub done: bool,
+    /// The sender runs with `--barrier`: it waits for every peer's READY,
+    /// so a change of flags is news to it at once.
+    pub barrier: bool,
 }
 
 impl Flags {
     fn to_byte(self) -> u8 {
-        u8::from(self.ready) | (u8::from(self.done) << 1)
+        u8::from(self.ready) | (u8::from(self.done) << 1) | (u8::from(self.barrier) << 2)
     }
 
     fn from_byte(b: u8) -> Flags {
         Flags {
             ready: b & 1 != 0,
             done: b & 2 != 0,
+            barrier: b & 4 != 0,
         }
     }
 }
+
+/// Bit 3 of the flags byte: the heartbeat asks for an answer now.
+const ASK: u8 = 8;
 
 /// One datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message {
     pub kind: Kind,
     pub flags: Flags,
+    /// A heartbeat the sender awaits an acknowledgement of: answer now,
+    /// rather than with the next heartbeat due.
+    pub ask: bool,
     /// Fingerprint of the sender's hosts list.
     pub hosts: u64,
     /// Sender's entry id, 1-based.
@@ -133,11 +154,26 @@ pub struct Message {
     pub to: u16,
     /// Sender's incarnation: new at every process start.
     pub incarnation: u64,
-    /// In an acknowledgement, the incarnation of the heartbeat's sender.
-    pub echo: u64,
-    /// In a heartbeat, its sequence number; in an acknowledgement, the
-    /// sequence number of the heartbeat it answers.
+    /// In a heartbeat, its sequence number; otherwise 0.
     pub seq: u64,
+    /// The receiver's incarnation whose heartbeat `acked` is acknowledged
+    /// (0: no acknowledgement); in a stale notice, the receiver's
+    /// incarnation the sender knows.
+    pub echo: u64,
+    /// The sequence number of the receiver's heartbeat acknowledged, or
+    /// answered by a stale notice.
+    pub acked: u64,
+}
+
+impl Message {
+    /// The acknowledgement this message carries, as (incarnation, seq).
+    pub fn ack(&self) -> Option<(u64, u64)> {
+        match self.kind {
+            Kind::Ack => Some((self.echo, self.acked)),
+            Kind::Heartbeat if self.echo != 0 => Some((self.echo, self.acked)),
+            Kind::Heartbeat | Kind::Stale => None,
+        }
+    }
 }
 
 /// Why bytes are not a message.
@@ -202,13 +238,14 @@ pub fn encode(msg: &Message, key: Option<&Key>) -> Datagram {
         Kind::Ack => 2,
         Kind::Stale => 3,
     };
-    b[6] = msg.flags.to_byte();
+    b[6] = msg.flags.to_byte() | if msg.ask { ASK } else { 0 };
     b[8..16].copy_from_slice(&msg.hosts.to_be_bytes());
     b[16..18].copy_from_slice(&msg.from.to_be_bytes());
     b[18..20].copy_from_slice(&msg.to.to_be_bytes());
     b[20..28].copy_from_slice(&msg.incarnation.to_be_bytes());
-    b[28..36].copy_from_slice(&msg.echo.to_be_bytes());
-    b[36..44].copy_from_slice(&msg.seq.to_be_bytes());
+    b[28..36].copy_from_slice(&msg.seq.to_be_bytes());
+    b[36..44].copy_from_slice(&msg.echo.to_be_bytes());
+    b[44..52].copy_from_slice(&msg.acked.to_be_bytes());
     let Some(key) = key else {
         return Datagram { buf: b, len: LEN };
     };
@@ -276,12 +313,14 @@ pub fn decode(bytes: &[u8], key: Option<&Key>) -> Result<Message, DecodeError> {
     Ok(Message {
         kind,
         flags: Flags::from_byte(b[6]),
+        ask: b[6] & ASK != 0,
         hosts: u64_at(8),
         from: u16_at(16),
         to: u16_at(18),
         incarnation: u64_at(20),
-        echo: u64_at(28),
-        seq: u64_at(36),
+        seq: u64_at(28),
+        echo: u64_at(36),
+        acked: u64_at(44),
     })
 }
 
@@ -295,23 +334,32 @@ mod tests {
             flags: Flags {
                 ready: true,
                 done: false,
+                barrier: true,
             },
+            ask: false,
             hosts: 0x0123_4567_89ab_cdef,
             from: 3,
             to: 65535,
             incarnation: u64::MAX,
+            seq: 0,
             echo: 42,
-            seq: 7,
+            acked: 7,
         }
     }
 
     #[test]
     fn round_trips() {
         for kind in [Kind::Heartbeat, Kind::Ack, Kind::Stale] {
-            for (ready, done) in [(false, false), (true, false), (true, true)] {
+            for bits in 0..16u8 {
                 let msg = Message {
                     kind,
-                    flags: Flags { ready, done },
+                    flags: Flags {
+                        ready: bits & 1 != 0,
+                        done: bits & 2 != 0,
+                        barrier: bits & 4 != 0,
+                    },
+                    ask: bits & 8 != 0,
+                    seq: u64::from(bits) << 40,
                     ..sample()
                 };
                 assert_eq!(decode(encode(&msg, None).as_bytes(), None), Ok(msg));
@@ -321,15 +369,34 @@ mod tests {
 
     #[test]
     fn layout_is_as_documented() {
-        let d = encode(&sample(), None);
+        let msg = Message {
+            kind: Kind::Heartbeat,
+            ask: true,
+            seq: 0x0102,
+            ..sample()
+        };
+        let d = encode(&msg, None);
         let b = d.as_bytes();
+        assert_eq!(b.len(), 52);
         assert_eq!(&b[0..4], b"RLCL");
-        assert_eq!(b[4], 1);
-        assert_eq!(b[5], 2);
-        assert_eq!(b[6], 1);
+        assert_eq!(b[4], 2);
+        assert_eq!(b[5], 1);
+        assert_eq!(b[6], 1 | 4 | 8);
+        assert_eq!(b[7], 0);
         assert_eq!(&b[8..16], &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
         assert_eq!(&b[16..20], &[0, 3, 0xff, 0xff]);
-        assert_eq!(&b[36..44], &[0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(&b[20..28], &[0xff; 8]);
+        assert_eq!(&b[28..36], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&b[36..44], &[0, 0, 0, 0, 0, 0, 0, 42]);
+        assert_eq!(&b[44..52], &[0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(msg.ack(), Some((42, 7)));
+        let plain = Message { echo: 0, ..msg };
+        assert_eq!(plain.ack(), None);
+        let stale = Message {
+            kind: Kind::Stale,
+            ..msg
+        };
+        assert_eq!(stale.ack(), None);
     }
 
     #[test]
@@ -340,13 +407,13 @@ mod tests {
         assert_eq!(decode(&[]), Err(DecodeError::Magic));
         assert_eq!(decode(b"RLC"), Err(DecodeError::Magic));
         assert_eq!(decode(b"XLCL\x01"), Err(DecodeError::Magic));
-        let mut v2 = good;
-        v2[4] = 2;
-        assert_eq!(decode(&v2), Err(DecodeError::Version(2)));
-        assert_eq!(decode(&good[..43]), Err(DecodeError::Length(43)));
+        let mut v1 = good;
+        v1[4] = 1;
+        assert_eq!(decode(&v1), Err(DecodeError::Version(1)));
+        assert_eq!(decode(&good[..51]), Err(DecodeError::Length(51)));
         let mut long = good.to_vec();
         long.push(0);
-        assert_eq!(decode(&long), Err(DecodeError::Length(45)));
+        assert_eq!(decode(&long), Err(DecodeError::Length(53)));
         let mut kind = good;
         kind[5] = 9;
         assert_eq!(decode(&kind), Err(DecodeError::Kind(9)));

@@ -414,12 +414,14 @@ fn warnings_stay_bounded_under_alternating_hostile_input() {
     let heartbeat = Message {
         kind: Kind::Heartbeat,
         flags: Flags::default(),
+        ask: true,
         hosts: fingerprint_of(&hosts),
         from: 3,
         to: 1,
         incarnation: now_micros(),
-        echo: 0,
         seq: 1,
+        echo: 0,
+        acked: 0,
     };
     let other_list = wire::encode(
         &Message {
@@ -582,12 +584,14 @@ fn a_restart_with_its_clock_behind_is_welcomed_and_the_old_run_is_not() {
                 let hb = Message {
                     kind: Kind::Heartbeat,
                     flags: Flags::default(),
+                    ask: true,
                     hosts: fingerprint,
                     from: 2,
                     to: 1,
                     incarnation: fake,
-                    echo: 0,
                     seq,
+                    echo: 0,
+                    acked: 0,
                 };
                 send(&hb, &mut captured);
                 next_heartbeat = Instant::now() + Duration::from_millis(50);
@@ -603,12 +607,14 @@ fn a_restart_with_its_clock_behind_is_welcomed_and_the_old_run_is_not() {
                 let ack = Message {
                     kind: Kind::Ack,
                     flags: Flags::default(),
+                    ask: false,
                     hosts: m.hosts,
                     from: 2,
                     to: 1,
                     incarnation: fake,
+                    seq: 0,
                     echo: m.incarnation,
-                    seq: m.seq,
+                    acked: m.seq,
                 };
                 send(&ack, &mut captured);
             }
@@ -999,6 +1005,7 @@ fn a_process_started_after_the_barrier_passed_is_told_so() {
     let done = Flags {
         ready: true,
         done: true,
+        barrier: true,
     };
     let until = deadline(WAIT);
     let mut buf = [0u8; 2048];
@@ -1022,22 +1029,22 @@ fn a_process_started_after_the_barrier_passed_is_told_so() {
         if m.kind != Kind::Heartbeat || m.from != 3 || m.to != 1 {
             continue;
         }
-        // Entry 1 answers as a lingering peer does: acknowledgement and
-        // heartbeat, both carrying DONE.
+        // Entry 1 answers as a lingering peer does: a heartbeat carrying
+        // DONE and the acknowledgement.
         seq += 1;
-        for (kind, echo, s) in [(Kind::Ack, m.incarnation, m.seq), (Kind::Heartbeat, 0, seq)] {
-            let reply = Message {
-                kind,
-                flags: done,
-                hosts: fingerprint,
-                from: 1,
-                to: 3,
-                incarnation: 77,
-                echo,
-                seq: s,
-            };
-            let _ = lingering.send_to(wire::encode(&reply, None).as_bytes(), from);
-        }
+        let reply = Message {
+            kind: Kind::Heartbeat,
+            flags: done,
+            ask: false,
+            hosts: fingerprint,
+            from: 1,
+            to: 3,
+            incarnation: 77,
+            seq,
+            echo: m.incarnation,
+            acked: m.seq,
+        };
+        let _ = lingering.send_to(wire::encode(&reply, None).as_bytes(), from);
     }
     drop(lingering);
     let st = late.wait_exit(deadline(WAIT));

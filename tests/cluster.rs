@@ -55,8 +55,8 @@ fn two_peers_become_ready() {
         );
         p.expect_line(
             Stream::Stderr,
-            "`READY after ...: sent N datagrams`",
-            |l| l.contains("READY after ") && l.contains(" datagrams"),
+            "`READY after ...: sent N datagram(s)`",
+            |l| l.contains("READY after ") && l.contains(" datagram"),
             until,
         );
     }

@@ -294,8 +294,9 @@ fn relay_loop(
             if w.kind == HEARTBEAT {
                 s.heartbeat_seq.insert((i, j), w.seq);
             }
-            if w.kind == ACK {
-                s.fresh.insert((j, i), (w.echo, Instant::now()));
+            // An acknowledgement, alone or riding on a heartbeat.
+            if let Some((echo, _)) = w.ack() {
+                s.fresh.insert((j, i), (echo, Instant::now()));
             }
             if s.captured.len() < CAPTURE_MAX {
                 s.captured.push((w, bytes.try_into().unwrap()));
@@ -330,8 +331,8 @@ const KINDS: [&str; 12] = [
     "not-for-us", // addressed to another peer
     "unknown",    // unknown sender: ids 0, the receiver's own, n+1, 65535
     "replay",     // earlier incarnation: a captured heartbeat of the sender's last run
-    "replay-ack", // bogus acknowledgement: a captured ack of the last run, which
-    //               acknowledges an incarnation of the receiver that is gone
+    "replay-ack", // earlier incarnation: a captured heartbeat of the last run carrying
+    //               an acknowledgement of an incarnation of the receiver that is gone
     "bogus-ack", // bogus acknowledgement: from the sender's address, acking seq 2^64-1
 ];
 
@@ -343,8 +344,8 @@ fn reason_of(kind: &str) -> &'static str {
         "forged" => "wrong source address",
         "not-for-us" => "addressed to another peer",
         "unknown" => "unknown sender",
-        "replay" => "earlier incarnation",
-        "replay-ack" | "bogus-ack" => "bogus acknowledgement",
+        "replay" | "replay-ack" => "earlier incarnation",
+        "bogus-ack" => "bogus acknowledgement",
         other => panic!("unknown kind {other}"),
     }
 }
@@ -488,15 +489,17 @@ impl AttackCtx {
         let perfect = |s: u16, kind: Kind| Wire {
             kind,
             flags: Flags::default(),
+            ask: kind == HEARTBEAT,
             hosts: k.hosts,
             from: s,
             to: r,
             incarnation: inc(s),
+            seq: if kind == ACK { 0 } else { 1000 },
             echo: if kind == ACK { inc(r) } else { 0 },
-            seq: if kind == ACK {
+            acked: if kind == ACK {
                 k.heartbeat_seq.get(&(r, s)).copied().unwrap_or(1)
             } else {
-                1000
+                0
             },
         };
         let other = if r == 1 { 2 } else { 1 };
@@ -550,12 +553,17 @@ impl AttackCtx {
                 continue;
             };
             let public = Arc::clone(&self.public[usize::from(s - 1)]);
-            for (kind, label) in [(HEARTBEAT, "replay"), (ACK, "replay-ack")] {
+            // Replays of heartbeats, and of datagrams carrying an
+            // acknowledgement (most ride on heartbeats).
+            for (acks, label) in [(false, "replay"), (true, "replay-ack")] {
                 let replays: Vec<[u8; LEN]> = self
                     .old
                     .iter()
                     .filter(|(w, _)| {
-                        w.from == s && w.to == r && w.kind == kind && w.incarnation < current
+                        w.from == s
+                            && w.to == r
+                            && w.ack().is_some() == acks
+                            && w.incarnation < current
                     })
                     .map(|(_, b)| *b)
                     .collect();
@@ -566,7 +574,7 @@ impl AttackCtx {
             }
             let mut w = perfect(s, ACK);
             w.incarnation = current;
-            w.seq = u64::MAX;
+            w.acked = u64::MAX;
             self.send(&public, r, &encoded(&w), "bogus-ack", t);
         }
     }

@@ -197,9 +197,10 @@ fn a_peer_whose_stderr_reader_has_gone_carries_on() {
 }
 
 /// Peer A debugs (a line per datagram) into a pipe nobody reads, full
-/// before A starts, among seven partners at `-i 50ms` (about 560 lines a
-/// second). The partners must hear A all along: none may call it silent
-/// (3 intervals, 150 ms) over 3 s. Then the pipe is read: what A wrote
+/// before A starts, among seven partners at `-i 50ms` (a heartbeat each
+/// way per pair and interval: about 280 lines a second). The partners must
+/// hear A all along: none may call it silent (3 intervals, 150 ms) over
+/// 6 s, which fills A's queue of 1 024 lines. Then the pipe is read: what A wrote
 /// must be whole lines, among them the notice of the lines it dropped
 /// (more than its queue holds were logged while stalled).
 ///
@@ -211,7 +212,7 @@ fn a_peer_whose_stderr_reader_has_gone_carries_on() {
 fn a_stalled_stderr_does_not_stall_the_peer() {
     const BLOCK: u16 = 71;
     const N: u16 = 8;
-    const STALL: Duration = Duration::from_secs(3);
+    const STALL: Duration = Duration::from_secs(6);
     let _serial = serial();
     let dir = TestDir::new("stalled_stderr");
     let e = entries(BLOCK, N);

@@ -41,13 +41,16 @@ fn run_with(timeout: &str, interval: &str, barrier: bool) -> Result<(), TestCase
         flags: Flags {
             ready: true,
             done: false,
+            barrier,
         },
+        ask: true,
         hosts: fp,
         from: 2,
         to: 1,
         incarnation: 77,
-        echo: 0,
         seq: 1,
+        echo: 0,
+        acked: 1,
     };
     let ack = Message {
         kind: Kind::Ack,
@@ -106,22 +109,36 @@ const MAX_SECS: u64 = 100 * 31_557_600;
 
 fn message() -> impl Strategy<Value = Message> {
     (
-        any::<bool>(),
-        any::<(bool, bool)>(),
+        0..3u8,
+        any::<(bool, bool, bool, bool)>(),
         any::<u64>(),
         any::<(u16, u16)>(),
-        any::<(u64, u64, u64)>(),
+        any::<(u64, u64, u64, u64)>(),
     )
         .prop_map(
-            |(hb, (ready, done), hosts, (from, to), (incarnation, echo, seq))| Message {
-                kind: if hb { Kind::Heartbeat } else { Kind::Ack },
-                flags: Flags { ready, done },
+            |(
+                kind,
+                (ready, done, barrier, ask),
                 hosts,
-                from,
-                to,
-                incarnation,
-                echo,
-                seq,
+                (from, to),
+                (incarnation, seq, echo, acked),
+            )| {
+                Message {
+                    kind: [Kind::Heartbeat, Kind::Ack, Kind::Stale][usize::from(kind)],
+                    flags: Flags {
+                        ready,
+                        done,
+                        barrier,
+                    },
+                    ask,
+                    hosts,
+                    from,
+                    to,
+                    incarnation,
+                    seq,
+                    echo,
+                    acked,
+                }
             },
         )
 }

@@ -31,9 +31,11 @@ use crate::wire::{DecodeError, Flags, Kind, Message};
 
 mod events;
 mod peer;
+mod retransmit;
 
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, Stats, pretty};
 use peer::Peer;
+use retransmit::{Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
 
 /// How often at most the machine raises a warning about dropped datagrams.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -93,8 +95,8 @@ pub struct Params {
 }
 
 impl Params {
-    /// First retransmission timeout: well below the interval, doubling up
-    /// to it.
+    /// First retry to a peer not heard from: well below the interval,
+    /// doubling up to it.
     pub fn initial_rto(&self) -> Duration {
         (self.interval / 20).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
@@ -285,6 +287,10 @@ pub struct Node {
     mismatch_warnings: Budget,
     /// Answers to datagrams we do not believe.
     replies: Budget,
+    /// Retransmissions, all peers together.
+    pacer: Pacer,
+    /// The round trip to any peer: the estimate for peers not measured yet.
+    rtt: Rtt,
     /// A peer that passed the barrier while we were not READY.
     passed_without_us: Option<String>,
     rng: u64,
@@ -339,7 +345,6 @@ impl Node {
         seed: u64,
         params: Params,
     ) -> Node {
-        let rto = params.initial_rto();
         let peers = entries
             .iter()
             .enumerate()
@@ -369,7 +374,11 @@ impl Node {
                 last_heard: None,
                 silent: false,
                 next_heartbeat: None,
-                rto,
+                ack_due: None,
+                answer: false,
+                probe: None,
+                tries: 0,
+                rtt: Rtt::default(),
                 mismatch: None,
                 mismatch_warned: None,
                 wrong_source: None,
@@ -387,7 +396,10 @@ impl Node {
             peers,
             seq: 0,
             epoch: 1,
-            flags: Flags::default(),
+            flags: Flags {
+                barrier: params.barrier,
+                ..Flags::default()
+            },
             started: None,
             finished: false,
             stats: Stats::default(),
@@ -395,6 +407,8 @@ impl Node {
             next_progress: None,
             mismatch_warnings: Budget::new(MISMATCH_WARNINGS, DROP_WARNING_EVERY),
             replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
+            pacer: Pacer::new(RETRANSMIT_RATE, RETRANSMIT_BURST),
+            rtt: Rtt::default(),
             passed_without_us: None,
             rng: seed,
         }
@@ -471,7 +485,18 @@ impl Node {
             self.timers(now, out);
         }
         if !self.finished {
-            self.send_due(now, out);
+            let before = out.len();
+            self.send_due(false, now, out);
+            // What READY's last datagram asked for goes out with it: the
+            // READY line counts it.
+            if out.len() > before {
+                let stats = self.stats;
+                for a in out[..before].iter_mut() {
+                    if let Action::Event(Event::Ready { stats: s, .. }) = a {
+                        *s = stats;
+                    }
+                }
+            }
         }
     }
 
@@ -508,7 +533,6 @@ impl Node {
         let Some(i) = self.slot(id) else { return };
         let silent_after = self.params.silent_after();
         let interval = self.params.interval;
-        let rto = self.params.initial_rto();
         let jitter = jitter(&mut self.rng);
         let p = &mut self.peers[i];
         if !p.resolving {
@@ -553,8 +577,7 @@ impl Node {
                 previous: p.target(),
             }));
             p.reply_to = None;
-            p.next_heartbeat = Some(now);
-            p.rto = rto;
+            p.rearm_at(now);
         }
         let changed = addrs != p.addrs;
         p.addrs = addrs;
@@ -641,9 +664,15 @@ impl Node {
         }
         // Every check comes before anything is recorded: a dropped datagram
         // changes nothing but a counter (and may be answered).
-        let never_sent = msg.seq == 0 || msg.seq > self.seq;
+        let never_sent = msg.acked == 0 || msg.acked > self.seq;
+        // An acknowledgement of ours must name a heartbeat we sent; one for
+        // an earlier incarnation of ours, riding on a heartbeat, is moot.
+        let ack = msg.ack().filter(|&(echo, _)| echo == self.incarnation);
         match msg.kind {
-            Kind::Ack if never_sent || msg.echo != self.incarnation => {
+            Kind::Ack if never_sent || ack.is_none() => {
+                return self.dropped(Drop::BogusAck, from, now, out);
+            }
+            Kind::Heartbeat if ack.is_some() && never_sent => {
                 return self.dropped(Drop::BogusAck, from, now, out);
             }
             // The answer to a replay of our previous process's heartbeat.
@@ -663,12 +692,12 @@ impl Node {
             return self.dropped(Drop::Stale, from, now, out);
         }
         let current = p.incarnation == Some(msg.incarnation);
-        let newest = match msg.kind {
-            Kind::Heartbeat => Some(p.heartbeat_seq),
-            Kind::Ack => Some(p.acked_seq),
-            Kind::Stale => None,
+        let replay = match msg.kind {
+            Kind::Heartbeat => msg.seq <= p.heartbeat_seq,
+            Kind::Ack => msg.acked <= p.acked_seq,
+            Kind::Stale => false,
         };
-        if current && newest.is_some_and(|n| msg.seq <= n) {
+        if current && replay {
             return self.dropped(Drop::Replay, from, now, out);
         }
         let silent_after = self.params.silent_after();
@@ -681,6 +710,9 @@ impl Node {
                 }));
             }
             p.incarnation = Some(msg.incarnation);
+            // What we sent before it started is no evidence against it:
+            // retries start over, on the round trip.
+            p.tries = 0;
         }
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
@@ -707,33 +739,24 @@ impl Node {
                 peer: p.name.clone(),
             }));
         }
+        if msg.kind == Kind::Heartbeat {
+            p.heartbeat = Some(now);
+            p.heartbeat_seq = msg.seq;
+            p.ack_due = Some(msg.seq);
+            p.answer |= msg.ask;
+        }
+        if let Some((_, acked)) = ack
+            && acked > p.acked_seq
+        {
+            self.acknowledged(i, acked, now);
+        }
         match msg.kind {
-            Kind::Heartbeat => {
-                let first = p.heartbeat.is_none();
-                p.heartbeat = Some(now);
-                p.heartbeat_seq = msg.seq;
-                // It is up now: do not make it wait for our next retransmission.
-                if first && !p.knows(self.epoch) {
-                    p.next_heartbeat = Some(now);
-                }
-                self.answer(from, Kind::Ack, &msg, msg.incarnation, out);
-            }
-            Kind::Ack => {
-                let knew = p.knows(self.epoch);
-                p.ack = Some(now);
-                p.acked_seq = msg.seq;
-                if !knew && p.knows(self.epoch) {
-                    p.rto = self.params.initial_rto();
-                    let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
-                    p.next_heartbeat = Some(now + steady);
-                }
-            }
             // Our own incarnation named back is the answer to a replay of
             // our previous process's datagrams: nothing to do.
             Kind::Stale if msg.echo > self.incarnation => {
                 self.reincarnate(i, msg.echo, now, out);
             }
-            Kind::Stale => {}
+            _ => self.heard(i),
         }
         let p = &self.peers[i];
         if !was_exchanged && p.exchanged() {
@@ -744,6 +767,57 @@ impl Node {
                 total: self.total,
             }));
         }
+    }
+
+    /// Peer `i` acknowledged our heartbeat `acked`.
+    fn acknowledged(&mut self, i: usize, acked: u64, now: Instant) {
+        let asked = self.awaits(&self.peers[i]);
+        let p = &mut self.peers[i];
+        p.ack = Some(now);
+        p.acked_seq = acked;
+        if let Some((seq, sent)) = p.probe
+            && seq <= acked
+        {
+            // Only the answer to the heartbeat itself times the round
+            // trip: an older one's answer may have been a retry's.
+            if seq == acked {
+                let r = now.saturating_duration_since(sent);
+                p.rtt.sample(r);
+                self.rtt.sample(r);
+            }
+            p.probe = None;
+            p.tries = 0;
+        }
+        if asked && !self.awaits(&self.peers[i]) {
+            let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
+            self.peers[i].next_heartbeat = Some(now + steady);
+        }
+    }
+
+    /// Peer `i` was heard: it is up, so an answer we still wait for from it
+    /// is retried on the round trip, not on the backoff for peers that
+    /// have not started.
+    fn heard(&mut self, i: usize) {
+        let p = &self.peers[i];
+        if let Some((_, sent)) = p.probe
+            && self.awaits(p)
+        {
+            let retry = sent + retransmit::answer_timeout(&self.params, self.rtt_of(p));
+            let p = &mut self.peers[i];
+            p.next_heartbeat = Some(p.next_heartbeat.map_or(retry, |t| t.min(retry)));
+        }
+    }
+
+    /// Whether we ask `p` for an acknowledgement: until it has acknowledged
+    /// this incarnation, and while it waits for our flags (it runs with
+    /// `--barrier`) until it has acknowledged them.
+    fn awaits(&self, p: &Peer) -> bool {
+        p.ack.is_none() || (p.flags.barrier && !p.knows(self.epoch))
+    }
+
+    /// The measured retransmission timeout to `p`, or the node's.
+    fn rtt_of(&self, p: &Peer) -> Option<Duration> {
+        p.rtt.timeout().or(self.rtt.timeout())
     }
 
     /// Whether a datagram from `from` may speak for `p`. Its own address
@@ -772,12 +846,14 @@ impl Node {
         let message = Message {
             kind,
             flags: self.flags,
+            ask: false,
             hosts: self.hosts,
             from: self.me,
             to: msg.from,
             incarnation: self.incarnation,
+            seq: 0,
             echo,
-            seq: msg.seq,
+            acked: msg.seq,
         };
         self.stats.acks += 1;
         out.push(Action::Send { to, message });
@@ -800,12 +876,10 @@ impl Node {
             return;
         };
         self.incarnation = incarnation;
-        let rto = self.params.initial_rto();
         for p in &mut self.peers {
             p.ack = None;
             p.acked_seq = 0;
-            p.next_heartbeat = Some(now);
-            p.rto = rto;
+            p.rearm_at(now);
         }
         out.push(Action::Event(Event::Reincarnated {
             peer: self.peers[i].name.clone(),
@@ -926,17 +1000,18 @@ impl Node {
         }
     }
 
-    /// New flags: every peer is told at once, and until it acknowledges.
+    /// New flags: a peer that waits for them is told at once, and until it
+    /// acknowledges; the others with the next heartbeat.
     fn set_flags(&mut self, flags: Flags, now: Instant) {
         if flags == self.flags {
             return;
         }
         self.flags = flags;
         self.epoch = self.seq + 1;
-        let rto = self.params.initial_rto();
-        for p in &mut self.peers {
-            p.next_heartbeat = Some(now);
-            p.rto = rto;
+        // Only a peer that waits for our READY needs it at once; the others
+        // learn it from our next heartbeat.
+        for p in self.peers.iter_mut().filter(|p| p.flags.barrier) {
+            p.rearm_at(now);
         }
     }
 
@@ -1005,45 +1080,72 @@ impl Node {
         }
     }
 
-    /// Sends every heartbeat that is due and schedules the next one: on
-    /// the backoff while the peer has not acknowledged our current flags,
-    /// at the interval once it has.
-    fn send_due(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let interval = self.params.interval;
+    /// Sends every heartbeat that is due or asked for, each carrying the
+    /// acknowledgement we owe, and schedules the next one: the next retry
+    /// while we ask the peer for an answer, at the interval otherwise.
+    /// With `answers_only`, only the answers owed are sent (the node is
+    /// leaving).
+    fn send_due(&mut self, answers_only: bool, now: Instant, out: &mut Vec<Action>) {
         for i in 0..self.peers.len() {
             let p = &self.peers[i];
             let Some(to) = p.target() else { continue };
-            if p.next_heartbeat.is_none_or(|t| t > now) {
+            let timer = !answers_only && p.next_heartbeat.is_some_and(|t| t <= now);
+            if !timer && !p.answer {
+                continue;
+            }
+            let awaits = self.awaits(p);
+            // Our last question may still be on its way to it (our
+            // heartbeats crossed): answering, we need not ask again.
+            let in_flight = p.probe.is_some_and(|(_, sent)| {
+                now < sent + retransmit::answer_timeout(&self.params, self.rtt_of(p))
+            });
+            let ask = awaits && (timer || !in_flight);
+            if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
+                self.peers[i].next_heartbeat = Some(self.pacer.next_token(now));
                 continue;
             }
             self.seq += 1;
+            let (echo, acked) = match (p.ack_due, p.incarnation) {
+                (Some(seq), Some(incarnation)) => (incarnation, seq),
+                _ => (0, 0),
+            };
             let message = Message {
                 kind: Kind::Heartbeat,
                 flags: self.flags,
+                ask,
                 hosts: self.hosts,
                 from: self.me,
                 to: p.id,
                 incarnation: self.incarnation,
-                echo: 0,
                 seq: self.seq,
+                echo,
+                acked,
             };
             out.push(Action::Send { to, message });
             self.stats.heartbeats += 1;
             let factor = jitter(&mut self.rng);
-            let epoch = self.epoch;
+            let heard = p.heard_within(self.params.interval, now);
+            let rtt = self.rtt_of(p);
             let p = &mut self.peers[i];
-            let wait = if p.knows(epoch) {
-                interval
-            } else {
-                let rto = p.rto;
-                p.rto = (p.rto * 2).min(interval);
-                rto
-            };
-            p.next_heartbeat = Some(now + wait.mul_f64(factor));
+            p.ack_due = None;
+            p.answer = false;
+            if ask {
+                p.tries = p.tries.saturating_add(1);
+                p.probe = Some((self.seq, now));
+                let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
+                p.next_heartbeat = Some(now + wait.mul_f64(factor));
+            } else if !awaits {
+                p.next_heartbeat = Some(now + self.params.interval.mul_f64(factor));
+            }
+            // Otherwise an answer that did not ask again: the retry of the
+            // question in flight stays where it is.
         }
     }
 
     fn finish(&mut self, reason: Reason, now: Instant, out: &mut Vec<Action>) {
+        // A peer that asked still gets its answer: the DONE that lets us
+        // leave may ask for the acknowledgement its sender leaves on.
+        self.send_due(true, now, out);
         self.state = State::Draining { until: now, reason };
         self.finished = true;
         out.push(Action::Exit(reason));

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Mismatch;
+use super::retransmit::Rtt;
 use crate::hosts::Host;
 use crate::wire::Flags;
 
@@ -44,10 +45,21 @@ pub(super) struct Peer {
     pub(super) last_heard: Option<Instant>,
     /// Reported silent, not heard since.
     pub(super) silent: bool,
-    /// When our next heartbeat to it is due.
+    /// When our next heartbeat to it is due: the next retry while we ask
+    /// it for an answer, the next at the interval otherwise.
     pub(super) next_heartbeat: Option<Instant>,
-    /// Retransmission timeout for the next unacknowledged heartbeat.
-    pub(super) rto: Duration,
+    /// The sequence number of its latest heartbeat we have not
+    /// acknowledged yet: our next datagram to it carries the
+    /// acknowledgement.
+    pub(super) ack_due: Option<u64>,
+    /// It asked for an answer: send one in this transition.
+    pub(super) answer: bool,
+    /// Our latest heartbeat that asked it for an answer, and when it went.
+    pub(super) probe: Option<(u64, Instant)>,
+    /// Asking heartbeats sent to it since its last acknowledgement.
+    pub(super) tries: u32,
+    /// The round trip to it.
+    pub(super) rtt: Rtt,
     /// Datagrams with another hosts list or secret came from its address.
     pub(super) mismatch: Option<Mismatch>,
     /// When a mismatch of this peer was last warned about.
@@ -91,5 +103,19 @@ impl Peer {
         self.acked_seq = 0;
         self.heartbeat_seq = 0;
         self.flags = Flags::default();
+        self.ack_due = None;
+        self.answer = false;
+        self.rearm();
+    }
+
+    /// Starts asking it afresh: now, on the first retry schedule.
+    pub(super) fn rearm_at(&mut self, now: Instant) {
+        self.rearm();
+        self.next_heartbeat = Some(now);
+    }
+
+    fn rearm(&mut self) {
+        self.probe = None;
+        self.tries = 0;
     }
 }

@@ -1151,15 +1151,17 @@ impl Sim {
         };
         let g = &mut h.generations[k];
         g.last = self.now;
-        match m.kind {
-            Kind::Heartbeat => g.heartbeat = true,
-            Kind::Ack if m.echo == me => {
-                g.ack = true;
-                if done_seq.is_some_and(|seq| m.seq >= seq) {
-                    h.confirmed = true;
-                }
+        if m.kind == Kind::Heartbeat {
+            g.heartbeat = true;
+        }
+        // An acknowledgement, alone or riding on a heartbeat.
+        if let Some((echo, acked)) = m.ack()
+            && echo == me
+        {
+            g.ack = true;
+            if done_seq.is_some_and(|seq| acked >= seq) {
+                h.confirmed = true;
             }
-            Kind::Ack | Kind::Stale => {}
         }
     }
 
@@ -1347,13 +1349,16 @@ impl Sim {
             flags: Flags {
                 ready: true,
                 done: true,
+                barrier: true,
             },
+            ask: true,
             hosts: self.slots[target].hosts,
             from: posing_as as u16 + 1,
             to: target as u16 + 1,
             incarnation: self.slots[posing_as].incarnation + 1,
-            echo: self.slots[target].incarnation,
             seq: n,
+            echo: self.slots[target].incarnation,
+            acked: n,
         };
         let guess = Key::from_secret(b"an attacker's guess");
         let wrong_hosts = Message {

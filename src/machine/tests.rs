@@ -129,27 +129,33 @@ fn deliver(node: &mut Node, from: SocketAddr, m: Message, now: Instant) -> Vec<A
     )
 }
 
-/// A heartbeat as peer `from` (incarnation `inc`) would send it to `to`.
+/// A heartbeat as peer `from` (incarnation `inc`) would send it to `to`
+/// before it has heard `to`: asking for an answer, acknowledging nothing.
 fn hb(hosts: u64, from: u16, to: u16, inc: u64, seq: u64) -> Message {
     Message {
         kind: Kind::Heartbeat,
         flags: Flags::default(),
+        ask: true,
         hosts,
         from,
         to,
         incarnation: inc,
-        echo: 0,
         seq,
+        echo: 0,
+        acked: 0,
     }
 }
 
 fn ack_of(heartbeat: &Message, inc: u64) -> Message {
     Message {
         kind: Kind::Ack,
+        ask: false,
         from: heartbeat.to,
         to: heartbeat.from,
         incarnation: inc,
+        seq: 0,
         echo: heartbeat.incarnation,
+        acked: heartbeat.seq,
         ..*heartbeat
     }
 }
@@ -164,6 +170,8 @@ struct Net {
     ready_at: Vec<Option<Instant>>,
     exits: Vec<Option<Reason>>,
     sent: Vec<usize>,
+    /// Every datagram sent: when, by which node, to which node.
+    log: Vec<(Instant, usize, usize, Message)>,
 }
 
 impl Net {
@@ -176,6 +184,7 @@ impl Net {
             ready_at: vec![None; n],
             exits: vec![None; n],
             sent: vec![0; n],
+            log: Vec::new(),
         }
     }
 
@@ -196,6 +205,8 @@ impl Net {
             match a {
                 Action::Send { to, message } => {
                     self.sent[i] += 1;
+                    let j = usize::from(to.port() - 7001);
+                    self.log.push((self.now, i, j, message));
                     self.queue.push_back((
                         self.now + self.latency,
                         addr(i as u16 + 1),
@@ -342,24 +353,39 @@ fn names_are_resolved_and_then_heartbeated() {
 }
 
 #[test]
-fn heartbeat_is_acknowledged_and_answered_at_once() {
+fn an_asking_heartbeat_is_answered_at_once_by_one_heartbeat_carrying_the_ack() {
     let t0 = Instant::now();
     let (mut n, _) = node(2, 1, params(), t0);
     let fp = hosts::fingerprint(&entries(2));
-    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 1), t0 + 5 * MS);
+    // Our start heartbeat went out at t0 and was lost (the peer had not
+    // started): its first heartbeat, later, gets one datagram back that
+    // both acknowledges it and asks for its acknowledgement.
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 1), t0 + 50 * MS);
     let s = sends(&out);
-    assert_eq!(s.len(), 2, "{out:?}");
-    assert_eq!(s[0].0, addr(2));
-    assert_eq!(s[0].1.kind, Kind::Ack);
-    assert_eq!((s[0].1.echo, s[0].1.seq), (555, 1));
-    assert_eq!(
-        s[1].1.kind,
-        Kind::Heartbeat,
-        "our own heartbeat goes at once"
-    );
-    // A second heartbeat is only acknowledged.
-    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 2), t0 + 6 * MS);
-    assert_eq!(sends(&out).len(), 1);
+    assert_eq!(s.len(), 1, "{out:?}");
+    let (to, m) = s[0];
+    assert_eq!(to, addr(2));
+    assert_eq!(m.kind, Kind::Heartbeat);
+    assert!(m.ask, "we lack its acknowledgement: {m:?}");
+    assert_eq!(m.ack(), Some((555, 1)));
+    // It asks again (our answer crossed its retry): answered again, once,
+    // without asking again while our question is on its way.
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 2), t0 + 51 * MS);
+    let s = sends(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].1.ack(), Some((555, 2)));
+    assert!(!s[0].1.ask);
+    // A heartbeat that does not ask is not answered now: its
+    // acknowledgement rides on our next heartbeat.
+    let mut quiet = hb(fp, 2, 1, 555, 3);
+    quiet.ask = false;
+    let out = deliver(&mut n, addr(2), quiet, t0 + 52 * MS);
+    assert!(sends(&out).is_empty(), "{out:?}");
+    let next = n.next_deadline().unwrap();
+    let out = step(&mut n, Input::Tick, next);
+    let s = sends(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].1.ack(), Some((555, 3)));
 }
 
 #[test]
@@ -397,7 +423,7 @@ fn an_acknowledgement_for_another_incarnation_or_unsent_seq_is_dropped() {
     stale.echo = ours.incarnation - 1;
     deliver(&mut n, addr(2), stale, t0 + MS);
     let mut future = ack_of(&ours, 9);
-    future.seq = 99;
+    future.acked = 99;
     deliver(&mut n, addr(2), future, t0 + MS);
     assert_eq!(n.stats().dropped[Drop::BogusAck.index()], 2);
     let fp = hosts::fingerprint(&entries(2));
@@ -778,7 +804,7 @@ fn a_datagram_from_a_new_address_makes_the_name_resolve_again() {
     let at = t0 + Duration::from_secs(1);
     let out = deliver(&mut n, new, hb(fp, 2, 1, 5, 1), at);
     assert!(
-        !sends(&out).iter().any(|s| s.1.kind == Kind::Ack),
+        !sends(&out).iter().any(|s| s.1.ack().is_some()),
         "not answered"
     );
     assert!(
@@ -800,7 +826,7 @@ fn a_datagram_from_a_new_address_makes_the_name_resolve_again() {
         "the new address is heartbeated at once"
     );
     let out = deliver(&mut n, new, hb(fp, 2, 1, 5, 2), at + 2 * MS);
-    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+    assert!(sends(&out)[0].1.ack().is_some(), "{out:?}");
 }
 
 #[test]
@@ -820,7 +846,7 @@ fn ipv4_mapped_sources_match_ipv4_entries() {
     let fp = hosts::fingerprint(&entries(2));
     let mapped: SocketAddr = "[::ffff:127.0.0.1]:7002".parse().unwrap();
     let out = deliver(&mut n, mapped, hb(fp, 2, 1, 5, 1), t0 + MS);
-    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+    assert!(sends(&out)[0].1.ack().is_some(), "{out:?}");
     assert_eq!(n.stats().dropped_total(), 0);
 }
 
@@ -838,7 +864,7 @@ fn duplicates_and_replays_of_one_incarnation_are_dropped_without_a_warning() {
     assert_eq!(n.stats().dropped[Drop::Replay.index()], 3);
     for out in [again, older, ack_again] {
         assert!(
-            !sends(&out).iter().any(|s| s.1.kind == Kind::Ack),
+            !sends(&out).iter().any(|s| s.1.ack().is_some()),
             "not answered"
         );
         assert!(!has_event(&out, |e| matches!(e, Event::Dropping { .. })));
@@ -910,7 +936,7 @@ fn an_earlier_incarnation_is_never_taken_back_but_told_what_to_take() {
         assert_eq!(answers.len(), 1, "authenticated {authenticated}: {out:?}");
         let (to, m) = answers[0];
         assert_eq!(to, addr(2));
-        assert_eq!((m.kind, m.echo, m.seq, m.to), (Kind::Stale, 50, 7, 2));
+        assert_eq!((m.kind, m.echo, m.acked, m.to), (Kind::Stale, 50, 7, 2));
         assert_eq!(n.stats().dropped[Drop::Stale.index()], 1);
         assert!(!has_event(&out, |e| matches!(e, Event::Restarted { .. })));
     }
@@ -929,7 +955,7 @@ fn told_of_a_newer_incarnation_of_itself_a_node_takes_one_above_it() {
         echo: 5000,
         ..ack_of(&first, 9)
     };
-    bogus.seq = 99;
+    bogus.acked = 99;
     deliver(&mut n, addr(2), bogus, t0 + MS);
     assert_eq!(n.incarnation(), 1001);
     // Peer 2 knows incarnation 5000 of entry 1 (our previous process).
@@ -1163,7 +1189,7 @@ fn another_family_on_the_listed_port_speaks_for_a_peer_without_a_secret() {
         let out = deliver(&mut n, from, hb(fp, id, 1, 9, seq), t0 + MS);
         let acked = sends(&out)
             .iter()
-            .any(|(to, m)| *to == from && m.kind == Kind::Ack);
+            .any(|(to, m)| *to == from && m.ack().is_some());
         assert_eq!(acked, believed, "{src} for peer {id}: {out:?}");
     }
 }
@@ -1182,7 +1208,7 @@ fn with_a_secret_any_source_speaks_for_the_peer_its_mac_names() {
     assert!(
         sends(&out)
             .iter()
-            .any(|(to, m)| *to == from && m.kind == Kind::Ack)
+            .any(|(to, m)| *to == from && m.ack().is_some())
     );
 }
 
@@ -1239,6 +1265,7 @@ fn a_peer_that_passed_the_barrier_without_us_is_named_at_the_timeout() {
     done.flags = Flags {
         ready: true,
         done: true,
+        barrier: true,
     };
     let out = deliver(&mut n, addr(2), done, t0 + MS);
     assert!(has_event(&out, |e| matches!(
@@ -1282,7 +1309,7 @@ fn a_dropped_datagram_changes_nothing_but_a_counter() {
     // The real incarnation's next heartbeat is still its own.
     let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 2), t0 + 3 * MS);
     assert!(!has_event(&out, |e| matches!(e, Event::Restarted { .. })));
-    assert_eq!(sends(&out)[0].1.kind, Kind::Ack);
+    assert!(sends(&out)[0].1.ack().is_some(), "{out:?}");
 }
 
 #[test]
@@ -1498,4 +1525,216 @@ fn two_processes_told_the_same_incarnation_take_different_ones() {
         .collect();
     assert!(taken.iter().all(|&t| t > 5000), "{taken:?}");
     assert_ne!(taken[0], taken[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Economy: the fewest datagrams the exchange needs, and retries that read
+// the situation (README, "Why READY is instant" and "Retransmission").
+// ---------------------------------------------------------------------------
+
+/// The datagrams of `net.log` sent in `[from, to]`.
+fn sent_between(net: &Net, from: Instant, to: Instant) -> Vec<(Instant, usize, usize, Message)> {
+    net.log
+        .iter()
+        .filter(|(t, ..)| *t >= from && *t <= to)
+        .copied()
+        .collect()
+}
+
+#[test]
+fn a_late_starters_exchange_takes_three_datagrams_per_peer() {
+    let t0 = Instant::now();
+    let n = 8;
+    let mut net = Net::new(n, t0);
+    for i in 0..n - 1 {
+        net.start(i, params(), 100 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_secs(10));
+    let last_start = net.now;
+    net.start(n - 1, params(), 999);
+    net.run_until(last_start + Duration::from_millis(5));
+    let last_ready = net
+        .ready_at
+        .iter()
+        .map(|r| r.expect("all READY"))
+        .max()
+        .unwrap();
+    let with_newcomer: Vec<_> = sent_between(&net, last_start, last_ready)
+        .into_iter()
+        .filter(|&(_, a, b, _)| a == n - 1 || b == n - 1)
+        .collect();
+    // Its heartbeat, a heartbeat carrying the acknowledgement, the
+    // acknowledgement of that: three per peer, none of them a separate
+    // acknowledgement of a heartbeat that was answered by one.
+    assert_eq!(with_newcomer.len(), 3 * (n - 1), "{with_newcomer:#?}");
+    for j in 0..n - 1 {
+        let pair: Vec<_> = with_newcomer
+            .iter()
+            .filter(|&&(_, a, b, _)| a == j || b == j)
+            .map(|&(_, a, _, m)| (a, m.ask, m.ack().is_some()))
+            .collect();
+        assert_eq!(
+            pair,
+            [(n - 1, true, false), (j, true, true), (n - 1, false, true)],
+            "peer {j}"
+        );
+    }
+}
+
+#[test]
+fn peers_started_together_exchange_in_four_datagrams_per_pair() {
+    let t0 = Instant::now();
+    let n = 16;
+    let mut net = Net::new(n, t0);
+    for i in 0..n {
+        net.start(i, params(), 100 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_millis(5));
+    let last_ready = net
+        .ready_at
+        .iter()
+        .map(|r| r.expect("all READY"))
+        .max()
+        .unwrap();
+    let sent = sent_between(&net, t0, last_ready).len();
+    // Both heartbeats cross; each is answered by an acknowledgement that
+    // does not ask again, since the question is on its way.
+    assert_eq!(sent, 4 * n * (n - 1) / 2);
+}
+
+#[test]
+fn once_exchanged_a_pair_sends_one_heartbeat_each_way_per_interval_carrying_the_ack() {
+    let t0 = Instant::now();
+    let n = 5;
+    let mut net = Net::new(n, t0);
+    for i in 0..n {
+        net.start(i, params(), 100 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_secs(1));
+    assert!(net.ready_at.iter().all(Option::is_some));
+    let from = net.now;
+    let window = params().interval * 20;
+    net.run_until(from + window);
+    let steady = sent_between(&net, from, from + window);
+    for (k, (t, a, b, m)) in steady.iter().enumerate() {
+        assert_eq!(m.kind, Kind::Heartbeat, "{t:?} {a}->{b}: {m:?}");
+        assert!(!m.ask, "{a}->{b} asks after READY: {m:?}");
+        // It acknowledges the latest heartbeat that reached it since its
+        // previous one to that peer, and nothing twice.
+        let previous = steady[..k]
+            .iter()
+            .rev()
+            .find(|s| s.1 == *a && s.2 == *b)
+            .map_or(from, |s| s.0);
+        let owed = steady
+            .iter()
+            .filter(|s| s.1 == *b && s.2 == *a)
+            .filter(|s| s.0 + net.latency > previous && s.0 + net.latency <= *t)
+            .map(|s| (s.3.incarnation, s.3.seq))
+            .next_back();
+        if steady[..k].iter().any(|s| s.1 == *a && s.2 == *b) {
+            assert_eq!(m.ack(), owed, "{t:?} {a}->{b}: {m:?}");
+        }
+    }
+    // At most one per interval each way (jitter fires up to a quarter early).
+    let most = (window.as_secs_f64() / (params().interval.as_secs_f64() * 0.75)).ceil() as usize;
+    for a in 0..n {
+        for b in (0..n).filter(|&b| b != a) {
+            let k = steady.iter().filter(|s| s.1 == a && s.2 == b).count();
+            assert!((20..=most).contains(&k), "{a}->{b}: {k} in {window:?}");
+        }
+    }
+}
+
+#[test]
+fn ready_goes_at_once_only_to_peers_that_wait_for_it() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(3));
+    let (mut n, out) = node(3, 1, params(), t0);
+    // Peer 2 runs with --barrier, peer 3 without.
+    let mut waits = hb(fp, 2, 1, 9, 1);
+    waits.flags.barrier = true;
+    deliver(&mut n, addr(2), waits, t0 + MS);
+    deliver(&mut n, addr(3), hb(fp, 3, 1, 9, 1), t0 + MS);
+    let to2 = heartbeats_to(&out, addr(2))[0];
+    let to3 = heartbeats_to(&out, addr(3))[0];
+    let mut ack2 = ack_of(&to2, 9);
+    ack2.flags.barrier = true;
+    deliver(&mut n, addr(2), ack2, t0 + 2 * MS);
+    let out = deliver(&mut n, addr(3), ack_of(&to3, 9), t0 + 2 * MS);
+    assert!(has_ready(&out));
+    let now2 = heartbeats_to(&out, addr(2));
+    assert_eq!(now2.len(), 1, "{out:?}");
+    assert!(now2[0].flags.ready && now2[0].ask);
+    assert!(heartbeats_to(&out, addr(3)).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_peer_that_was_heard_is_retried_on_the_round_trip_not_the_backoff() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    // Its first heartbeat comes after our start heartbeat was lost; our
+    // answer asks for its acknowledgement, and is lost too.
+    let at = t0 + Duration::from_millis(60);
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), at);
+    assert!(heartbeats_to(&out, addr(2))[0].ask);
+    let mut retries = Vec::new();
+    while retries.len() < retransmit::FAST_RETRIES as usize {
+        let now = n.next_deadline().unwrap();
+        if !heartbeats_to(&step(&mut n, Input::Tick, now), addr(2)).is_empty() {
+            retries.push(now);
+        }
+    }
+    // Not measured yet: the first retry after the unmeasured timeout,
+    // then at most four times that, far below the backoff for peers never
+    // heard (which had reached 200 ms by then).
+    let cap = retransmit::UNMEASURED_RTO * 4;
+    let mut last = at;
+    for (k, t) in retries.iter().enumerate() {
+        assert!(*t - last <= cap, "retry {k} after {:?}", *t - last);
+        last = *t;
+    }
+    assert!(retries[0] - at <= retransmit::UNMEASURED_RTO);
+}
+
+#[test]
+fn retransmissions_to_many_peers_are_paced() {
+    use retransmit::{RETRANSMIT_BURST, RETRANSMIT_RATE};
+    let t0 = Instant::now();
+    let peers = 400;
+    let fp = hosts::fingerprint(&entries(peers + 1));
+    let (mut n, _) = node(peers + 1, 1, params(), t0);
+    let at = t0 + Duration::from_millis(60);
+    for id in 2..=(peers as u16 + 1) {
+        // Answered at once, unpaced: every answer asks, and all are lost.
+        let out = deliver(&mut n, addr(id), hb(fp, id, 1, 9, 1), at);
+        assert_eq!(heartbeats_to(&out, addr(id)).len(), 1);
+    }
+    let mut retries: Vec<Instant> = Vec::new();
+    while let Some(now) = n.next_deadline() {
+        if now > at + Duration::from_millis(600) {
+            break;
+        }
+        let out = step(&mut n, Input::Tick, now);
+        retries.extend(sends(&out).iter().map(|_| now));
+    }
+    // Over any window: at most a burst plus the rate.
+    let rate = f64::from(RETRANSMIT_RATE);
+    for (k, &start) in retries.iter().enumerate() {
+        for (m, &end) in retries.iter().enumerate().skip(k) {
+            let allowed = f64::from(RETRANSMIT_BURST) + rate * (end - start).as_secs_f64() + 1.0;
+            assert!(
+                (m - k + 1) as f64 <= allowed,
+                "{} retries in {:?}",
+                m - k + 1,
+                end - start
+            );
+        }
+    }
+    assert!(
+        retries.len() >= peers,
+        "every peer is retried: {}",
+        retries.len()
+    );
 }

@@ -1,0 +1,259 @@
+//! When to ask a peer again: the round-trip estimate, the retransmission
+//! rules and the node-wide pacing of retransmissions.
+//!
+//! A heartbeat that asks for an answer is retried until one comes. How
+//! soon depends on what the peer's silence means:
+//!
+//! - A peer heard within the last interval is up: what is lost on the way
+//!   to it or back is lost at random, so the retry comes after a timeout
+//!   derived from the measured round trip (RFC 6298's `srtt + 4·rttvar`,
+//!   floored at [`MIN_RTO`]), doubling at most [`MAX_DOUBLINGS_WHILE_HEARD`]
+//!   times for [`FAST_RETRIES`] retries; only a peer that stays silent
+//!   through all of them is backed off further, up to the interval.
+//! - A peer not heard from has most likely not started: retries back off
+//!   from [`Params::initial_rto`] to the interval. Its own start heartbeats
+//!   everyone, and that is what makes READY instant, not our retries.
+//!
+//! Every retry, whatever its peer, spends a token of the node's [`Pacer`],
+//! so that retransmissions to many peers at once cannot exceed what
+//! receivers absorb. First heartbeats and answers are never paced: they
+//! are what makes READY take one round trip.
+
+use std::time::{Duration, Instant};
+
+use super::Params;
+
+/// The least retransmission timeout to a peer that answers: well above a
+/// loopback or LAN round trip and a busy receiver's scheduling delay.
+pub(super) const MIN_RTO: Duration = Duration::from_millis(5);
+/// The retransmission timeout before any round trip has been measured.
+pub(super) const UNMEASURED_RTO: Duration = Duration::from_millis(20);
+/// While a peer answers, its retransmission timeout doubles at most this
+/// many times: its losses are random, not a sign that it is gone.
+pub(super) const MAX_DOUBLINGS_WHILE_HEARD: u32 = 2;
+/// Retries on the round trip before a peer's silence counts against it:
+/// at 30% loss each way, eight lost round trips in a row happen once in
+/// two hundred.
+pub(super) const FAST_RETRIES: u32 = 8;
+/// Retransmissions per second a node may send, all peers together, and
+/// how many it may send at once: one receiver's share stays well inside
+/// the socket buffer it sizes for its peers.
+pub(super) const RETRANSMIT_RATE: u32 = 1000;
+pub(super) const RETRANSMIT_BURST: u32 = 100;
+
+/// A smoothed round-trip time and its variation (RFC 6298).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Rtt {
+    srtt: Option<Duration>,
+    var: Duration,
+}
+
+impl Rtt {
+    pub(super) fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.var = r / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(r);
+                self.var = (self.var * 3 + diff) / 4;
+                self.srtt = Some((s * 7 + r) / 8);
+            }
+        }
+    }
+
+    /// `srtt + 4·rttvar`, once measured.
+    pub(super) fn timeout(&self) -> Option<Duration> {
+        self.srtt
+            .map(|s| s.saturating_add(self.var.saturating_mul(4)))
+    }
+}
+
+/// How long to wait for the answer to the `tries`-th asking heartbeat in a
+/// row (1 for the first) to a peer: `heard` says whether it was heard
+/// within the last interval, `rtt` is its measured timeout (or the node's).
+pub(super) fn retry_after(
+    params: &Params,
+    heard: bool,
+    rtt: Option<Duration>,
+    tries: u32,
+) -> Duration {
+    let interval = params.interval;
+    let doublings = tries.saturating_sub(1);
+    let (base, doublings) = if heard {
+        let fast = doublings.min(MAX_DOUBLINGS_WHILE_HEARD);
+        let slow = doublings.saturating_sub(FAST_RETRIES);
+        (answer_timeout(params, rtt), fast + slow)
+    } else {
+        (params.initial_rto(), doublings)
+    };
+    base.saturating_mul(1 << doublings.min(16)).min(interval)
+}
+
+/// How long an answer from a peer that is up may take: its measured
+/// timeout, within [`MIN_RTO`] and the interval.
+pub(super) fn answer_timeout(params: &Params, rtt: Option<Duration>) -> Duration {
+    let interval = params.interval;
+    rtt.unwrap_or(UNMEASURED_RTO)
+        .clamp(MIN_RTO.min(interval), interval)
+}
+
+const NANO: u128 = 1_000_000_000;
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Clone, Debug)]
+pub(super) struct Pacer {
+    rate: u32,
+    burst: u32,
+    /// Tokens, in billionths: a token a second earns one per nanosecond,
+    /// so that no elapsed time is lost to rounding.
+    nano_tokens: u128,
+    last: Option<Instant>,
+}
+
+impl Pacer {
+    pub(super) fn new(rate: u32, burst: u32) -> Pacer {
+        Pacer {
+            rate: rate.max(1),
+            burst: burst.max(1),
+            nano_tokens: u128::from(burst.max(1)) * NANO,
+            last: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let last = *self.last.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(last);
+        let earned = elapsed.as_nanos().saturating_mul(u128::from(self.rate));
+        let cap = u128::from(self.burst) * NANO;
+        self.nano_tokens = self.nano_tokens.saturating_add(earned).min(cap);
+        if now > last {
+            self.last = Some(now);
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(super) fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.nano_tokens >= NANO {
+            self.nano_tokens -= NANO;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token will be there (after a failed [`Pacer::take`]).
+    pub(super) fn next_token(&self, now: Instant) -> Instant {
+        let missing = NANO.saturating_sub(self.nano_tokens);
+        let nanos = missing.div_ceil(u128::from(self.rate)).max(1);
+        now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(interval_ms: u64) -> Params {
+        Params {
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_secs(60),
+            barrier: false,
+            authenticated: false,
+        }
+    }
+
+    #[test]
+    fn rtt_follows_rfc_6298() {
+        let mut r = Rtt::default();
+        assert_eq!(r.timeout(), None);
+        r.sample(Duration::from_millis(8));
+        // First sample: srtt = r, rttvar = r/2: 8 + 4·4.
+        assert_eq!(r.timeout(), Some(Duration::from_millis(24)));
+        r.sample(Duration::from_millis(8));
+        // rttvar = 3/4·4 + 1/4·0 = 3; srtt = 8.
+        assert_eq!(r.timeout(), Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn a_peer_that_answers_is_retried_on_the_round_trip_with_a_small_cap() {
+        let p = params(2000);
+        let rtt = Some(Duration::from_millis(8));
+        let waits: Vec<_> = (1..=12).map(|k| retry_after(&p, true, rtt, k)).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            waits,
+            [
+                ms(8),
+                ms(16),
+                ms(32),
+                ms(32),
+                ms(32),
+                ms(32),
+                ms(32),
+                ms(32),
+                // Silent through the fast retries: backed off again.
+                ms(32),
+                ms(64),
+                ms(128),
+                ms(256)
+            ]
+        );
+        // Unmeasured: a LAN-sized guess; floored at MIN_RTO when measured tiny.
+        assert_eq!(retry_after(&p, true, None, 1), UNMEASURED_RTO);
+        assert_eq!(
+            retry_after(&p, true, Some(Duration::from_micros(50)), 1),
+            MIN_RTO
+        );
+        // Never above the interval.
+        assert_eq!(retry_after(&params(10), true, Some(ms(500)), 1), ms(10));
+    }
+
+    #[test]
+    fn a_peer_never_heard_is_backed_off_to_the_interval() {
+        let p = params(2000);
+        let ms = |n| Duration::from_millis(n);
+        let waits: Vec<_> = (1..=7)
+            .map(|k| retry_after(&p, false, Some(ms(1)), k))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(2000),
+                ms(2000)
+            ]
+        );
+        assert_eq!(retry_after(&p, false, None, u32::MAX), ms(2000));
+    }
+
+    #[test]
+    fn the_pacer_spends_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(1000, 3);
+        assert!((0..3).all(|_| pacer.take(t0)));
+        assert!(!pacer.take(t0));
+        let next = pacer.next_token(t0);
+        assert_eq!(next - t0, Duration::from_millis(1));
+        assert!(!pacer.take(t0 + Duration::from_micros(999)));
+        assert!(pacer.take(next));
+        // A long pause saves up no more than the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..3).all(|_| pacer.take(later)));
+        assert!(!pacer.take(later));
+        // Over one second from empty: at most rate + 1 tokens.
+        let mut n = 0;
+        for us in (0..=1_000_000).step_by(100) {
+            if pacer.take(later + Duration::from_micros(us)) {
+                n += 1;
+            }
+        }
+        assert!((1000..=1001).contains(&n), "{n} tokens in one second");
+    }
+}

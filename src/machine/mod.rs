@@ -32,10 +32,12 @@ use crate::wire::{DecodeError, Flags, Kind, Message};
 mod events;
 mod peer;
 mod retransmit;
+mod timers;
 
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, Stats, pretty};
 use peer::Peer;
 use retransmit::{Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
+use timers::{Timer, Timers};
 
 /// How often at most the machine raises a warning about dropped datagrams.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -114,6 +116,14 @@ impl Params {
     /// is resolved again.
     pub fn silent_after(&self) -> Duration {
         self.interval * 3
+    }
+
+    /// A peer not heard from for this long has missed a heartbeat (they
+    /// come at most an interval apart): it is asked for an answer, on the
+    /// round trip, before it can be taken for silent. One lost heartbeat
+    /// then costs a round trip, not three intervals of doubt.
+    pub fn overdue_after(&self) -> Duration {
+        self.interval * 3 / 2
     }
 
     /// How long a node that has passed the barrier keeps answering.
@@ -293,7 +303,50 @@ pub struct Node {
     rtt: Rtt,
     /// A peer that passed the barrier while we were not READY.
     passed_without_us: Option<String>,
+    /// Every peer's deadlines.
+    timers: Timers,
+    /// Peers whose heartbeat is due, and peers that asked for an answer:
+    /// what the next `send_due` looks at.
+    due: Vec<usize>,
+    answers: Vec<usize>,
+    /// How many peers are in each condition the state depends on.
+    counts: Counts,
     rng: u64,
+}
+
+/// How many peers are in each condition that moves the state, kept up to
+/// date at every change of a peer's record, so that no transition needs to
+/// look at every peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    /// No address known yet.
+    unresolved: usize,
+    exchanged: usize,
+    silent: usize,
+    /// Said READY.
+    ready: usize,
+    /// Said DONE.
+    done: usize,
+    /// Said DONE and acknowledged our current flags.
+    confirmed: usize,
+}
+
+impl Counts {
+    fn add(&mut self, c: [bool; 6], sign: isize) {
+        let fields = [
+            &mut self.unresolved,
+            &mut self.exchanged,
+            &mut self.silent,
+            &mut self.ready,
+            &mut self.done,
+            &mut self.confirmed,
+        ];
+        for (field, set) in fields.into_iter().zip(c) {
+            if set {
+                *field = field.wrapping_add_signed(sign);
+            }
+        }
+    }
 }
 
 /// At most `max` uses in each `window`.
@@ -373,6 +426,8 @@ impl Node {
                 flags: Flags::default(),
                 last_heard: None,
                 silent: false,
+                silence_watched: false,
+                probing: false,
                 next_heartbeat: None,
                 ack_due: None,
                 answer: false,
@@ -410,7 +465,76 @@ impl Node {
             pacer: Pacer::new(RETRANSMIT_RATE, RETRANSMIT_BURST),
             rtt: Rtt::default(),
             passed_without_us: None,
+            timers: Timers::default(),
+            due: Vec::new(),
+            answers: Vec::new(),
+            counts: Counts::default(),
             rng: seed,
+        }
+        .counted()
+    }
+
+    fn counted(mut self) -> Node {
+        self.recount();
+        self
+    }
+
+    /// Peer `i`'s part in [`Counts`].
+    fn contribution(&self, i: usize) -> [bool; 6] {
+        let p = &self.peers[i];
+        [
+            p.addrs.is_empty(),
+            p.exchanged(),
+            p.silent,
+            p.flags.ready,
+            p.flags.done,
+            p.flags.done && p.knows(self.epoch),
+        ]
+    }
+
+    /// Peer `i`'s record changed since its contribution was `before`.
+    fn recounted(&mut self, i: usize, before: [bool; 6]) {
+        let after = self.contribution(i);
+        self.counts.add(before, -1);
+        self.counts.add(after, 1);
+    }
+
+    /// Counts every peer afresh: after a change to all of them at once.
+    fn recount(&mut self) {
+        self.counts = Counts::default();
+        for i in 0..self.peers.len() {
+            let c = self.contribution(i);
+            self.counts.add(c, 1);
+        }
+    }
+
+    /// Our next heartbeat to peer `i` goes at `at`.
+    fn schedule(&mut self, i: usize, at: Instant) {
+        self.peers[i].next_heartbeat = Some(at);
+        self.timers.push(at, i, Timer::Heartbeat);
+    }
+
+    /// Peer `i`'s name is resolved (again) at `at`.
+    fn schedule_resolve(&mut self, i: usize, at: Instant) {
+        self.peers[i].resolve_at = Some(at);
+        self.timers.push(at, i, Timer::Resolve);
+    }
+
+    /// Starts asking peer `i` afresh: now, on the first retry schedule.
+    fn rearm(&mut self, i: usize, now: Instant) {
+        self.peers[i].rearm();
+        self.schedule(i, now);
+    }
+
+    /// Peer `i` was heard at `now`: watch for its silence.
+    fn watch_silence(&mut self, i: usize, now: Instant) {
+        let at = now + self.params.overdue_after();
+        let p = &mut self.peers[i];
+        p.last_heard = Some(now);
+        p.probing = false;
+        if !p.silence_watched {
+            p.silence_watched = true;
+            self.timers.push(at, i, Timer::Silence);
         }
     }
 
@@ -446,16 +570,8 @@ impl Node {
         if let State::Draining { until, .. } = self.state {
             next = next.min(until);
         }
-        let silent_after = self.params.silent_after();
-        for p in &self.peers {
-            let timers = [
-                p.next_heartbeat.filter(|_| !p.addrs.is_empty()),
-                p.resolve_at.filter(|_| !p.resolving),
-                p.last_heard.filter(|_| !p.silent).map(|t| t + silent_after),
-            ];
-            for t in timers.into_iter().flatten() {
-                next = next.min(t);
-            }
+        if let Some(t) = self.timers.next() {
+            next = next.min(t);
         }
         Some(next)
     }
@@ -480,6 +596,8 @@ impl Node {
         if self.started.is_none() {
             return;
         }
+        // Silence first: READY needs every peer heard within the threshold.
+        self.expire(now, out);
         self.advance(now, out);
         if !self.finished {
             self.timers(now, out);
@@ -498,6 +616,147 @@ impl Node {
                 }
             }
         }
+        if self.timers.bloated(self.peers.len()) {
+            self.rebuild_timers();
+        }
+        self.settle_timers();
+        #[cfg(test)]
+        if self.peers.len() <= 64 {
+            let kept = self.counts;
+            self.recount();
+            assert_eq!(kept, self.counts, "counts drifted from the records");
+        }
+    }
+
+    /// Puts every peer's deadlines back in a heap of their own, leaving
+    /// the stale entries behind.
+    fn rebuild_timers(&mut self) {
+        self.timers.clear();
+        let silent_after = self.params.silent_after();
+        let overdue_after = self.params.overdue_after();
+        for (i, p) in self.peers.iter().enumerate() {
+            if let Some(t) = p.next_heartbeat {
+                self.timers.push(t, i, Timer::Heartbeat);
+            }
+            if let Some(t) = p.resolve_at.filter(|_| !p.resolving) {
+                self.timers.push(t, i, Timer::Resolve);
+            }
+            if let Some(t) = p.last_heard.filter(|_| p.silence_watched) {
+                let at = if p.probing {
+                    silent_after
+                } else {
+                    overdue_after
+                };
+                self.timers.push(t + at, i, Timer::Silence);
+            }
+        }
+    }
+
+    /// Drops the stale entries at the top of the heap (and moves those put
+    /// off), so that [`Node::next_deadline`] is a deadline with something
+    /// to do, not a spurious wake-up.
+    fn settle_timers(&mut self) {
+        let silent_after = self.params.silent_after();
+        let overdue_after = self.params.overdue_after();
+        while let Some((at, i, timer)) = self.timers.peek() {
+            let p = &self.peers[i];
+            let real = match timer {
+                Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
+                Timer::Resolve => p.resolve_at.filter(|_| !p.resolving),
+                Timer::Silence => {
+                    p.last_heard
+                        .filter(|_| p.silence_watched && !p.silent)
+                        .map(|t| {
+                            t + if p.probing {
+                                silent_after
+                            } else {
+                                overdue_after
+                            }
+                        })
+                }
+            };
+            if real == Some(at) {
+                return;
+            }
+            self.timers.pop();
+            // A heartbeat's every schedule has its own entry; resolutions
+            // and silences put off are moved lazily, here or when due.
+            if let Some(t) = real
+                && t > at
+                && timer != Timer::Heartbeat
+            {
+                self.timers.push(t, i, timer);
+            }
+        }
+    }
+
+    /// Takes every peer deadline that is due: resolutions are requested,
+    /// silences reported, heartbeats left for `send_due`.
+    fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let silent_after = self.params.silent_after();
+        let overdue_after = self.params.overdue_after();
+        while let Some((at, i, timer)) = self.timers.pop_due(now) {
+            let p = &self.peers[i];
+            match timer {
+                Timer::Heartbeat => {
+                    if p.next_heartbeat == Some(at) {
+                        self.due.push(i);
+                    }
+                }
+                Timer::Resolve => {
+                    let Some(t) = p.resolve_at.filter(|_| !p.resolving) else {
+                        continue;
+                    };
+                    if t > now {
+                        // Put off since (the peer was heard): look again then.
+                        self.timers.push(t, i, Timer::Resolve);
+                        continue;
+                    }
+                    if let Host::Name(host) = &p.host {
+                        let action = Action::Resolve {
+                            peer: p.id,
+                            host: host.clone(),
+                            port: p.port,
+                        };
+                        let p = &mut self.peers[i];
+                        p.resolving = true;
+                        p.resolve_started = Some(now);
+                        p.resolve_at = None;
+                        out.push(action);
+                    }
+                }
+                Timer::Silence => {
+                    let Some(heard) = p.last_heard else { continue };
+                    if p.silent || !p.silence_watched {
+                        continue;
+                    }
+                    if heard + overdue_after > now {
+                        // Heard since: look again when it may be due.
+                        self.timers.push(heard + overdue_after, i, Timer::Silence);
+                        continue;
+                    }
+                    if heard + silent_after > now {
+                        // Overdue: ask it, and look again at the silence.
+                        if !p.probing {
+                            self.peers[i].probing = true;
+                            self.peers[i].tries = 0;
+                            self.schedule(i, now);
+                        }
+                        self.timers.push(heard + silent_after, i, Timer::Silence);
+                        continue;
+                    }
+                    let before = self.contribution(i);
+                    let p = &mut self.peers[i];
+                    p.silent = true;
+                    p.silence_watched = false;
+                    out.push(Action::Event(Event::Silent {
+                        peer: p.name.clone(),
+                        silent: now - heard,
+                    }));
+                    self.recounted(i, before);
+                }
+            }
+        }
     }
 
     /// Schedules everything at once: `timers` requests the resolutions,
@@ -508,10 +767,10 @@ impl Node {
         }
         self.started = Some(now);
         self.next_progress = Some(now + PROGRESS_EVERY);
-        for p in &mut self.peers {
-            match p.host {
-                Host::Ip(_) => p.next_heartbeat = Some(now),
-                Host::Name(_) => p.resolve_at = Some(now),
+        for i in 0..self.peers.len() {
+            match self.peers[i].host {
+                Host::Ip(_) => self.schedule(i, now),
+                Host::Name(_) => self.schedule_resolve(i, now),
             }
         }
     }
@@ -531,13 +790,25 @@ impl Node {
         out: &mut Vec<Action>,
     ) {
         let Some(i) = self.slot(id) else { return };
+        if !self.peers[i].resolving {
+            return;
+        }
+        let before = self.contribution(i);
+        self.resolved_addrs(i, result, now, out);
+        self.recounted(i, before);
+    }
+
+    fn resolved_addrs(
+        &mut self,
+        i: usize,
+        result: Result<Vec<SocketAddr>, String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let silent_after = self.params.silent_after();
         let interval = self.params.interval;
         let jitter = jitter(&mut self.rng);
         let p = &mut self.peers[i];
-        if !p.resolving {
-            return;
-        }
         p.resolving = false;
         p.resolve_started = None;
         p.last_resolve = Some(now);
@@ -554,7 +825,6 @@ impl Node {
         if addrs.is_empty() {
             let retry = p.resolve_backoff.mul_f64(jitter);
             p.resolve_backoff = (p.resolve_backoff * 2).min(interval);
-            p.resolve_at = Some(now + retry);
             let error = p
                 .resolve_error
                 .get_or_insert_with(|| "no address".into())
@@ -565,22 +835,28 @@ impl Node {
                 retry,
                 first: !was_failing,
             }));
+            self.schedule_resolve(i, now + retry);
             return;
         }
         p.resolve_error = None;
         p.resolve_backoff = self.params.initial_resolve_backoff();
-        p.resolve_at = Some(now + silent_after);
-        if addrs != p.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to) {
+        let moved = addrs != p.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to);
+        if moved {
             out.push(Action::Event(Event::Resolved {
                 peer: p.name.clone(),
                 addr: addrs[0],
                 previous: p.target(),
             }));
             p.reply_to = None;
-            p.rearm_at(now);
         }
         let changed = addrs != p.addrs;
         p.addrs = addrs;
+        self.schedule_resolve(i, now + silent_after);
+        // A new address, or the first: heartbeat it now (unless it is
+        // already on its way there).
+        if moved || self.peers[i].next_heartbeat.is_none() {
+            self.rearm(i, now);
+        }
         if changed {
             self.same_address(i, out);
         }
@@ -701,6 +977,7 @@ impl Node {
             return self.dropped(Drop::Replay, from, now, out);
         }
         let silent_after = self.params.silent_after();
+        let before = self.contribution(i);
         let p = &mut self.peers[i];
         if !current {
             if p.incarnation.is_some() {
@@ -720,16 +997,20 @@ impl Node {
         p.mismatch = None;
         p.wrong_source = None;
         p.flags = msg.flags;
-        p.last_heard = Some(now);
-        if p.by_name() && !p.resolving {
-            p.resolve_at = Some(now + silent_after);
-        }
+        let resolve_later = p.by_name() && !p.resolving;
         if p.silent {
             p.silent = false;
             out.push(Action::Event(Event::Back {
                 peer: p.name.clone(),
             }));
         }
+        if resolve_later {
+            // Only pushed back: the heap entry at the earlier time finds
+            // the record moved and is dropped.
+            self.peers[i].resolve_at = Some(now + silent_after);
+        }
+        self.watch_silence(i, now);
+        let p = &mut self.peers[i];
         if msg.flags.done
             && self.passed_without_us.is_none()
             && matches!(self.state, State::Discovering | State::Exchanging)
@@ -743,24 +1024,29 @@ impl Node {
             p.heartbeat = Some(now);
             p.heartbeat_seq = msg.seq;
             p.ack_due = Some(msg.seq);
-            p.answer |= msg.ask;
+            if msg.ask && !p.answer {
+                p.answer = true;
+                self.answers.push(i);
+            }
         }
+        let p = &self.peers[i];
         if let Some((_, acked)) = ack
             && acked > p.acked_seq
         {
             self.acknowledged(i, acked, now);
         }
+        self.recounted(i, before);
         match msg.kind {
             // Our own incarnation named back is the answer to a replay of
             // our previous process's datagrams: nothing to do.
             Kind::Stale if msg.echo > self.incarnation => {
                 self.reincarnate(i, msg.echo, now, out);
             }
-            _ => self.heard(i),
+            _ => self.heard(i, now),
         }
         let p = &self.peers[i];
         if !was_exchanged && p.exchanged() {
-            let have = 1 + self.peers.iter().filter(|p| p.exchanged()).count();
+            let have = 1 + self.counts.exchanged;
             out.push(Action::Event(Event::Exchanged {
                 peer: self.peers[i].name.clone(),
                 have,
@@ -790,29 +1076,37 @@ impl Node {
         }
         if asked && !self.awaits(&self.peers[i]) {
             let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
-            self.peers[i].next_heartbeat = Some(now + steady);
+            self.schedule(i, now + steady);
         }
     }
 
     /// Peer `i` was heard: it is up, so an answer we still wait for from it
     /// is retried on the round trip, not on the backoff for peers that
     /// have not started.
-    fn heard(&mut self, i: usize) {
+    fn heard(&mut self, i: usize, now: Instant) {
         let p = &self.peers[i];
-        if let Some((_, sent)) = p.probe
-            && self.awaits(p)
-        {
-            let retry = sent + retransmit::answer_timeout(&self.params, self.rtt_of(p));
-            let p = &mut self.peers[i];
-            p.next_heartbeat = Some(p.next_heartbeat.map_or(retry, |t| t.min(retry)));
+        if !self.awaits(p) {
+            return;
+        }
+        let Some((_, sent)) = p.probe else {
+            // Not asked yet (it is heard before we knew where it is, or it
+            // does not know this incarnation of ours): ask now.
+            if p.next_heartbeat.is_none_or(|t| t > now) {
+                self.schedule(i, now);
+            }
+            return;
+        };
+        let retry = sent + retransmit::answer_timeout(&self.params, self.rtt_of(p));
+        if p.next_heartbeat.is_none_or(|t| retry < t) {
+            self.schedule(i, retry);
         }
     }
 
     /// Whether we ask `p` for an acknowledgement: until it has acknowledged
-    /// this incarnation, and while it waits for our flags (it runs with
-    /// `--barrier`) until it has acknowledged them.
+    /// this incarnation, while it is overdue, and while it waits for our
+    /// flags (it runs with `--barrier`) until it has acknowledged them.
     fn awaits(&self, p: &Peer) -> bool {
-        p.ack.is_none() || (p.flags.barrier && !p.knows(self.epoch))
+        p.ack.is_none() || p.probing || (p.flags.barrier && !p.knows(self.epoch))
     }
 
     /// The measured retransmission timeout to `p`, or the node's.
@@ -876,11 +1170,13 @@ impl Node {
             return;
         };
         self.incarnation = incarnation;
-        for p in &mut self.peers {
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
             p.ack = None;
             p.acked_seq = 0;
-            p.rearm_at(now);
+            self.rearm(i, now);
         }
+        self.recount();
         out.push(Action::Event(Event::Reincarnated {
             peer: self.peers[i].name.clone(),
             known,
@@ -938,20 +1234,22 @@ impl Node {
         let earliest = p
             .last_resolve
             .map_or(now, |t| (t + RESOLVE_MIN_GAP).max(now));
-        p.resolve_at = Some(p.resolve_at.map_or(earliest, |t| t.min(earliest)));
+        if p.resolve_at.is_none_or(|t| earliest < t) {
+            self.schedule_resolve(i, earliest);
+        }
     }
 
     /// Moves the state forward as far as the records allow.
     fn advance(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.state == State::Discovering && self.peers.iter().all(|p| !p.addrs.is_empty()) {
+        let n = self.peers.len();
+        if self.state == State::Discovering && self.counts.unresolved == 0 {
             self.state = State::Exchanging;
         }
-        let silent_after = self.params.silent_after();
+        // Silences due were taken before: not silent is heard within the
+        // threshold.
         if matches!(self.state, State::Discovering | State::Exchanging)
-            && self
-                .peers
-                .iter()
-                .all(|p| p.exchanged() && p.heard_within(silent_after, now))
+            && self.counts.exchanged == n
+            && self.counts.silent == 0
         {
             // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };
@@ -972,8 +1270,7 @@ impl Node {
             // A peer that is DONE knows that every peer is READY: hearing
             // it is as good as hearing each of them.
             if matches!(self.state, State::Ready { .. })
-                && (self.peers.iter().all(|p| p.flags.ready)
-                    || self.peers.iter().any(|p| p.flags.done))
+                && (self.counts.ready == n || self.counts.done > 0)
             {
                 let linger = self.params.linger();
                 self.state = State::Draining {
@@ -991,10 +1288,7 @@ impl Node {
                     now,
                 );
             }
-            let epoch = self.epoch;
-            if matches!(self.state, State::Draining { .. })
-                && self.peers.iter().all(|p| p.flags.done && p.knows(epoch))
-            {
+            if matches!(self.state, State::Draining { .. }) && self.counts.confirmed == n {
                 self.finish(Reason::BarrierComplete, now, out);
             }
         }
@@ -1010,13 +1304,17 @@ impl Node {
         self.epoch = self.seq + 1;
         // Only a peer that waits for our READY needs it at once; the others
         // learn it from our next heartbeat.
-        for p in self.peers.iter_mut().filter(|p| p.flags.barrier) {
-            p.rearm_at(now);
+        for i in 0..self.peers.len() {
+            if self.peers[i].flags.barrier {
+                self.rearm(i, now);
+            }
         }
+        // Who has acknowledged our flags depends on them.
+        self.recount();
     }
 
-    /// Whatever is due: the timeout, the end of a linger, resolutions,
-    /// silence.
+    /// Whatever is due of the node's own deadlines: the timeout, a
+    /// progress report, the end of a linger.
     fn timers(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(started) = self.started else { return };
         if now >= started + self.params.timeout {
@@ -1050,33 +1348,7 @@ impl Node {
         if let State::Draining { until, reason } = self.state
             && now >= until
         {
-            return self.finish(reason, now, out);
-        }
-        let silent_after = self.params.silent_after();
-        for p in &mut self.peers {
-            if !p.resolving
-                && p.resolve_at.is_some_and(|t| t <= now)
-                && let Host::Name(host) = &p.host
-            {
-                p.resolving = true;
-                p.resolve_started = Some(now);
-                p.resolve_at = None;
-                out.push(Action::Resolve {
-                    peer: p.id,
-                    host: host.clone(),
-                    port: p.port,
-                });
-            }
-            if let Some(heard) = p.last_heard
-                && !p.silent
-                && now >= heard + silent_after
-            {
-                p.silent = true;
-                out.push(Action::Event(Event::Silent {
-                    peer: p.name.clone(),
-                    silent: now - heard,
-                }));
-            }
+            self.finish(reason, now, out);
         }
     }
 
@@ -1086,7 +1358,15 @@ impl Node {
     /// With `answers_only`, only the answers owed are sent (the node is
     /// leaving).
     fn send_due(&mut self, answers_only: bool, now: Instant, out: &mut Vec<Action>) {
-        for i in 0..self.peers.len() {
+        let mut batch = std::mem::take(&mut self.answers);
+        if !answers_only {
+            // Heartbeats scheduled for now within this transition too.
+            self.expire(now, out);
+            batch.append(&mut self.due);
+        }
+        batch.sort_unstable();
+        batch.dedup();
+        for &i in &batch {
             let p = &self.peers[i];
             let Some(to) = p.target() else { continue };
             let timer = !answers_only && p.next_heartbeat.is_some_and(|t| t <= now);
@@ -1101,7 +1381,8 @@ impl Node {
             });
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
-                self.peers[i].next_heartbeat = Some(self.pacer.next_token(now));
+                let next = self.pacer.next_token(now);
+                self.schedule(i, next);
                 continue;
             }
             self.seq += 1;
@@ -1124,7 +1405,8 @@ impl Node {
             out.push(Action::Send { to, message });
             self.stats.heartbeats += 1;
             let factor = jitter(&mut self.rng);
-            let heard = p.heard_within(self.params.interval, now);
+            // Heard within the silence threshold: it is up.
+            let heard = p.heard_within(self.params.silent_after(), now);
             let rtt = self.rtt_of(p);
             let p = &mut self.peers[i];
             p.ack_due = None;
@@ -1133,13 +1415,15 @@ impl Node {
                 p.tries = p.tries.saturating_add(1);
                 p.probe = Some((self.seq, now));
                 let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
-                p.next_heartbeat = Some(now + wait.mul_f64(factor));
+                self.schedule(i, now + wait.mul_f64(factor));
             } else if !awaits {
-                p.next_heartbeat = Some(now + self.params.interval.mul_f64(factor));
+                self.schedule(i, now + self.params.interval.mul_f64(factor));
             }
             // Otherwise an answer that did not ask again: the retry of the
             // question in flight stays where it is.
         }
+        batch.clear();
+        self.answers = batch;
     }
 
     fn finish(&mut self, reason: Reason, now: Instant, out: &mut Vec<Action>) {
@@ -1248,6 +1532,8 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+#[cfg(test)]
+mod scale;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

@@ -45,6 +45,11 @@ pub(super) struct Peer {
     pub(super) last_heard: Option<Instant>,
     /// Reported silent, not heard since.
     pub(super) silent: bool,
+    /// A silence deadline for it is in the node's timers.
+    pub(super) silence_watched: bool,
+    /// Overdue (not heard for [`super::Params::overdue_after`]): asked for
+    /// an answer until it is heard.
+    pub(super) probing: bool,
     /// When our next heartbeat to it is due: the next retry while we ask
     /// it for an answer, the next at the interval otherwise.
     pub(super) next_heartbeat: Option<Instant>,
@@ -108,13 +113,9 @@ impl Peer {
         self.rearm();
     }
 
-    /// Starts asking it afresh: now, on the first retry schedule.
-    pub(super) fn rearm_at(&mut self, now: Instant) {
-        self.rearm();
-        self.next_heartbeat = Some(now);
-    }
-
-    fn rearm(&mut self) {
+    /// Forgets the questions asked so far: the next goes on the first
+    /// retry schedule.
+    pub(super) fn rearm(&mut self) {
         self.probe = None;
         self.tries = 0;
     }

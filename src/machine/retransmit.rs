@@ -4,7 +4,7 @@
 //! A heartbeat that asks for an answer is retried until one comes. How
 //! soon depends on what the peer's silence means:
 //!
-//! - A peer heard within the last interval is up: what is lost on the way
+//! - A peer heard within the silence threshold is up: what is lost on the way
 //!   to it or back is lost at random, so the retry comes after a timeout
 //!   derived from the measured round trip (RFC 6298's `srtt + 4·rttvar`,
 //!   floored at [`MIN_RTO`]), doubling at most [`MAX_DOUBLINGS_WHILE_HEARD`]
@@ -72,7 +72,8 @@ impl Rtt {
 
 /// How long to wait for the answer to the `tries`-th asking heartbeat in a
 /// row (1 for the first) to a peer: `heard` says whether it was heard
-/// within the last interval, `rtt` is its measured timeout (or the node's).
+/// within the silence threshold, `rtt` is its measured timeout (or the
+/// node's).
 pub(super) fn retry_after(
     params: &Params,
     heard: bool,

@@ -2150,4 +2150,8 @@ fn seeds_that_once_failed() {
     // other, were told the same incarnation and took the same one: a peer
     // that had heard the first took the second's heartbeats for replays.
     pass(Scenario::from_seed(0x944d_d340_eee4_707b));
+    // A restarted process heard a peer (with a secret, from an address
+    // not resolved yet) that did not ask for an answer, since it took the
+    // process for its previous one: the process never asked it in turn.
+    pass(Scenario::from_seed(0xaf2b_2df8_50d1_e069));
 }

@@ -305,6 +305,8 @@ pub struct Node {
     passed_without_us: Option<String>,
     /// Every peer's deadlines.
     timers: Timers,
+    /// The next round of steady heartbeats.
+    round: Option<Instant>,
     /// Peers whose heartbeat is due, and peers that asked for an answer:
     /// what the next `send_due` looks at.
     due: Vec<usize>,
@@ -466,6 +468,7 @@ impl Node {
             rtt: Rtt::default(),
             passed_without_us: None,
             timers: Timers::default(),
+            round: None,
             due: Vec::new(),
             answers: Vec::new(),
             counts: Counts::default(),
@@ -1075,8 +1078,8 @@ impl Node {
             p.tries = 0;
         }
         if asked && !self.awaits(&self.peers[i]) {
-            let steady = self.params.interval.mul_f64(jitter(&mut self.rng));
-            self.schedule(i, now + steady);
+            let round = self.next_round(now);
+            self.schedule(i, round);
         }
     }
 
@@ -1107,6 +1110,22 @@ impl Node {
     /// flags (it runs with `--barrier`) until it has acknowledged them.
     fn awaits(&self, p: &Peer) -> bool {
         p.ack.is_none() || p.probing || (p.flags.barrier && !p.knows(self.epoch))
+    }
+
+    /// The node's next round of steady heartbeats. Every peer that needs
+    /// nothing from us is heartbeated in the same round, so that a node
+    /// wakes up once an interval to send, not once per peer; rounds are
+    /// between 75% and 100% of the interval apart, so that no peer waits
+    /// longer than an interval and nodes started together drift apart.
+    fn next_round(&mut self, now: Instant) -> Instant {
+        match self.round {
+            Some(t) if t > now => t,
+            _ => {
+                let t = now + self.params.interval.mul_f64(jitter(&mut self.rng));
+                self.round = Some(t);
+                t
+            }
+        }
     }
 
     /// The measured retransmission timeout to `p`, or the node's.
@@ -1404,7 +1423,6 @@ impl Node {
             };
             out.push(Action::Send { to, message });
             self.stats.heartbeats += 1;
-            let factor = jitter(&mut self.rng);
             // Heard within the silence threshold: it is up.
             let heard = p.heard_within(self.params.silent_after(), now);
             let rtt = self.rtt_of(p);
@@ -1415,9 +1433,11 @@ impl Node {
                 p.tries = p.tries.saturating_add(1);
                 p.probe = Some((self.seq, now));
                 let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
+                let factor = jitter(&mut self.rng);
                 self.schedule(i, now + wait.mul_f64(factor));
             } else if !awaits {
-                self.schedule(i, now + self.params.interval.mul_f64(factor));
+                let round = self.next_round(now);
+                self.schedule(i, round);
             }
             // Otherwise an answer that did not ask again: the retry of the
             // question in flight stays where it is.

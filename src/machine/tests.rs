@@ -1638,6 +1638,17 @@ fn once_exchanged_a_pair_sends_one_heartbeat_each_way_per_interval_carrying_the_
     }
     // At most one per interval each way (jitter fires up to a quarter early).
     let most = (window.as_secs_f64() / (params().interval.as_secs_f64() * 0.75)).ceil() as usize;
+    // And all of a node's heartbeats of an interval leave in one round: one
+    // wake-up an interval to send, whatever the number of peers.
+    for a in 0..n {
+        let mut rounds: Vec<Instant> = steady.iter().filter(|s| s.1 == a).map(|s| s.0).collect();
+        rounds.dedup();
+        assert!(
+            rounds.len() <= most,
+            "node {a} sent in {} rounds",
+            rounds.len()
+        );
+    }
     for a in 0..n {
         for b in (0..n).filter(|&b| b != a) {
             let k = steady.iter().filter(|s| s.1 == a && s.2 == b).count();

@@ -1394,9 +1394,11 @@ impl Node {
             }
             let awaits = self.awaits(p);
             // Our last question may still be on its way to it (our
-            // heartbeats crossed): answering, we need not ask again.
+            // heartbeats crossed): answering, we need not ask again. Sent
+            // longer ago, it was lost, or went before the peer started.
+            let srtt = p.rtt.srtt().or(self.rtt.srtt());
             let in_flight = p.probe.is_some_and(|(_, sent)| {
-                now < sent + retransmit::answer_timeout(&self.params, self.rtt_of(p))
+                now < sent + retransmit::crossing_window(&self.params, srtt)
             });
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {

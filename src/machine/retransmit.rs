@@ -63,6 +63,11 @@ impl Rtt {
         }
     }
 
+    /// The smoothed round trip, once measured.
+    pub(super) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
     /// `srtt + 4·rttvar`, once measured.
     pub(super) fn timeout(&self) -> Option<Duration> {
         self.srtt
@@ -98,6 +103,20 @@ pub(super) fn answer_timeout(params: &Params, rtt: Option<Duration>) -> Duration
     let interval = params.interval;
     rtt.unwrap_or(UNMEASURED_RTO)
         .clamp(MIN_RTO.min(interval), interval)
+}
+
+/// Before any round trip is measured, a question sent this long ago may
+/// still be crossing the peer's: short, since a question that crossed
+/// costs a datagram if asked again, and one that was lost (sent before the
+/// peer started) costs a retry's wait if not.
+pub(super) const UNMEASURED_CROSSING: Duration = Duration::from_millis(1);
+
+/// How long after we asked a peer its own question may have crossed ours
+/// on the way: two round trips, or [`UNMEASURED_CROSSING`].
+pub(super) fn crossing_window(params: &Params, srtt: Option<Duration>) -> Duration {
+    srtt.map_or(UNMEASURED_CROSSING, |s| {
+        (s * 2).clamp(Duration::from_micros(100), params.interval)
+    })
 }
 
 const NANO: u128 = 1_000_000_000;

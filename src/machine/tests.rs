@@ -369,23 +369,39 @@ fn an_asking_heartbeat_is_answered_at_once_by_one_heartbeat_carrying_the_ack() {
     assert!(m.ask, "we lack its acknowledgement: {m:?}");
     assert_eq!(m.ack(), Some((555, 1)));
     // It asks again (our answer crossed its retry): answered again, once,
-    // without asking again while our question is on its way.
-    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 555, 2), t0 + 51 * MS);
+    // without asking again while our question is on its way...
+    let crossing = retransmit::UNMEASURED_CROSSING;
+    let out = deliver(
+        &mut n,
+        addr(2),
+        hb(fp, 2, 1, 555, 2),
+        t0 + 50 * MS + crossing / 2,
+    );
     let s = sends(&out);
     assert_eq!(s.len(), 1, "{out:?}");
     assert_eq!(s[0].1.ack(), Some((555, 2)));
     assert!(!s[0].1.ask);
+    // ... but asking again once it cannot be crossing any more.
+    let out = deliver(
+        &mut n,
+        addr(2),
+        hb(fp, 2, 1, 555, 3),
+        t0 + 50 * MS + crossing * 2,
+    );
+    let s = sends(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert!(s[0].1.ask, "{out:?}");
     // A heartbeat that does not ask is not answered now: its
     // acknowledgement rides on our next heartbeat.
-    let mut quiet = hb(fp, 2, 1, 555, 3);
+    let mut quiet = hb(fp, 2, 1, 555, 4);
     quiet.ask = false;
-    let out = deliver(&mut n, addr(2), quiet, t0 + 52 * MS);
+    let out = deliver(&mut n, addr(2), quiet, t0 + 53 * MS);
     assert!(sends(&out).is_empty(), "{out:?}");
     let next = n.next_deadline().unwrap();
     let out = step(&mut n, Input::Tick, next);
     let s = sends(&out);
     assert_eq!(s.len(), 1, "{out:?}");
-    assert_eq!(s[0].1.ack(), Some((555, 3)));
+    assert_eq!(s[0].1.ack(), Some((555, 4)));
 }
 
 #[test]

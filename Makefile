@@ -8,6 +8,8 @@
 #               ARGS="-t 1h" keeps them an hour)
 #   WAIT, BASE_PORT, ROLLCALL_BIN  also reach scripts/cluster.sh (see its header)
 #   BENCH_ARGS  extra arguments for scripts/bench.py, e.g. BENCH_ARGS="--runs 3 --sizes 2,5"
+#               or BENCH_ARGS="--systems rollcall,floor --scenarios start,loss"
+#   QUICK=1     `make bench` in under two minutes: 3 runs, 2/16/64 peers, one loss case
 #   SMOKE       scenarios for `make smoke` (scripts/smoke.sh --help), e.g. SMOKE="restart stop"; default all
 #   SECONDS     how long `make soak` (default 600) and `make fuzz` (default 60) run
 #   TARGET      the fuzz target of `make fuzz`: decode (default) or hosts
@@ -22,6 +24,11 @@ CARGO   ?= cargo
 PYTHON  ?= python3
 N       ?= 5
 BENCH_ARGS ?=
+QUICK   ?=
+# The yardstick peers of `make bench` (bench/classic.c), built with gcc -O2.
+BENCH_CC     ?= gcc
+BENCH_CFLAGS ?= -O2 -Wall -Wextra
+CLASSIC_BIN  := target/bench/classic
 SMOKE   ?=
 # The offline Kubernetes schema validator (PyPI; ships the schemas).
 K8S_VALIDATE := kubernetes-validate==1.37.0
@@ -60,8 +67,23 @@ fmt: ## reformat the Rust sources (fixes what `make lint` reports from rustfmt)
 cluster: build ## run N local peers until all are READY (make cluster N=16; HOLD=1 keeps them up until Ctrl-C or their timeout)
 	N=$(N) scripts/cluster.sh
 
-bench: build ## join latency, datagrams, memory and idle CPU on loopback (writes target/bench/bench.csv)
-	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) $(BENCH_ARGS)
+$(CLASSIC_BIN): bench/classic.c
+	mkdir -p $(@D)
+	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
+
+bench: build $(CLASSIC_BIN) ## rollcall side by side with classic, floor and Serf: latency, datagrams, CPU, memory, loss (QUICK=1: under 2 min; writes target/bench/)
+	@if ! command -v serf >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "bench: installing serf (apt-get install -y serf)"; \
+			apt-get install -y -qq serf >/dev/null || { apt-get update -qq && apt-get install -y -qq serf >/dev/null; } \
+				|| echo "bench: apt-get could not install serf: Serf is skipped"; \
+		else \
+			echo "bench: serf is not installed and installing it needs root and apt-get: Serf is skipped"; \
+		fi; \
+	fi
+	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || { echo "bench: installing matplotlib (pip)"; \
+		$(PYTHON) -m pip install --quiet matplotlib || echo "bench: pip could not install matplotlib: no chart"; }
+	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) --classic $(CLASSIC_BIN) $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 fuzz: ## coverage-guided fuzzing of TARGET (decode or hosts) for SECONDS (default 60); needs cargo-fuzz
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(or $(TARGET),decode) -- -max_total_time=$(or $(SECONDS),60)

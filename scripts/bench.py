@@ -1683,6 +1683,7 @@ def main() -> int:
 
     # SIGTERM (and SIGHUP) unwind through the finally blocks like Ctrl-C does.
     def on_signal(signum, _frame):
+        print(f"\nbench: {signal.Signals(signum).name}: stopping every peer, deleting the namespaces", file=sys.stderr)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -1920,5 +1921,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        print("\nbench: interrupted", file=sys.stderr)
+        print("\nbench: interrupted (every peer stopped, the namespaces deleted)", file=sys.stderr)
         sys.exit(130)

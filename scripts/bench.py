@@ -69,7 +69,7 @@ Scenarios (--scenarios):
          up to 16 peers of all systems share one window (idle peers barely
          compete, and CPU time is counted per process); each bigger one
          has a window to itself.
-  sim    `cargo test --release --lib machine::sim::scale -- --ignored
+  sim    `cargo test --release --lib machine::scale::figures -- --ignored
          --nocapture`; lines `SIM peers=<n> loss=<pct> ready_ms=<f>
          datagrams=<n> minimum=<n>` go into the CSV as they are (skipped
          with a line when the test does not exist).
@@ -154,7 +154,7 @@ from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SENT = re.compile(r"sent (\d+) datagrams")
+SENT = re.compile(r"sent (\d+) datagrams?\b")
 EXCHANGED = re.compile(r"exchanged with .*\((\d+)/(\d+)\)")
 # The progress report rollcall logs every 5 s, and at once on SIGUSR1.
 PROGRESS = re.compile(r"waiting for READY after .*: (\d+) of (\d+) peers missing")
@@ -162,7 +162,7 @@ BOUND = "bound to"
 SERF_EVENT = re.compile(r"serf: EventMember(Join|Failed|Leave|Reap|Update): (\S+)")
 SERF_RUNNING = "Serf agent running!"
 SIM_LINE = re.compile(
-    r"^SIM peers=(\d+) loss=([\d.]+) ready_ms=([\d.eE+-]+) datagrams=(\d+) minimum=(\d+)\s*$"
+    r"^SIM peers=(\d+) loss=([\d.]+) ready_ms=([\d.eE+-]+|NaN) datagrams=(\d+) minimum=(\d+)(?:\s.*)?$"
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ["rollcall", "classic", "floor", "serf"]
@@ -1213,14 +1213,16 @@ def loss_batch(
     return out
 
 
-def sim_lines(cargo: str, timeout: float) -> tuple[list[dict], str | None]:
-    """Rows from the simulator's scale test, and what went wrong if anything
-    did (no rows: a reason to skip)."""
-    argv = [cargo, "test", "--release", "--lib", "machine::sim::scale", "--", "--ignored", "--nocapture"]
+def sim_lines(cargo: str, timeout: float, peers: str) -> tuple[list[dict], str | None]:
+    """Rows from the simulator's scale figures (src/machine/scale.rs) at
+    `peers` (comma-separated sizes), one seed each, 0% and 20% loss, and
+    what went wrong if anything did (no rows: a reason to skip)."""
+    argv = [cargo, "test", "--release", "--lib", "machine::scale::figures", "--", "--ignored", "--nocapture"]
+    env = dict(os.environ, ROLLCALL_SCALE_PEERS=peers, ROLLCALL_SCALE_SEEDS="1")
     try:
         proc = subprocess.Popen(
             argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            text=True, start_new_session=True, env=env,
         )
     except OSError as e:
         return [], f"cannot run {cargo}: {e}"
@@ -1253,7 +1255,7 @@ def sim_lines(cargo: str, timeout: float) -> tuple[list[dict], str | None]:
         tail = " | ".join(out.strip().splitlines()[-3:])
         return [], f"cargo test failed ({proc.returncode}): {tail[:300]}"
     if re.search(r"running 0 tests", out):
-        return [], "no test machine::sim::scale in this tree (yet)"
+        return [], "no test machine::scale::figures in this tree"
     return [], "the test printed no `SIM peers=...` lines"
 
 
@@ -1534,7 +1536,7 @@ def markdown(res: Results, systems: list[str], sizes: list[int], join_sizes: lis
         )
     if sim_rows:
         table(
-            "Simulator (machine::sim::scale)",
+            "Simulator (machine::scale::figures)",
             ["peers", "loss %", "ready ms", "datagrams", "minimum"],
             [[str(r["peers"]), r["loss_pct"], fmt_num(r["ready_ms"], 2), str(r["datagrams"]), str(r["minimum"])] for r in sim_rows],
         )
@@ -1935,8 +1937,8 @@ def main() -> int:
 
     if "sim" in args.scenarios:
         cargo = os.environ.get("CARGO", "cargo")
-        say("sim: cargo test --release --lib machine::sim::scale -- --ignored --nocapture")
-        rows, why = sim_lines(cargo, args.sim_timeout)
+        say("sim: cargo test --release --lib machine::scale::figures -- --ignored --nocapture")
+        rows, why = sim_lines(cargo, args.sim_timeout, "500" if args.quick else "1000,2000")
         if why:
             say(f"sim: {why} (its lines so far are kept)" if rows else f"SKIP sim: {why}")
             if rows:

@@ -1708,7 +1708,11 @@ def main() -> int:
     ap.add_argument(
         "--sizes", type=parse_sizes, help="cluster sizes of start and join (default 2,5,16,64,128,256; --quick 2,16,64)"
     )
-    ap.add_argument("--with-512", action="store_true", help="add 512 peers to the sizes (heavy on 2 cores)")
+    ap.add_argument(
+        "--with-512",
+        action="store_true",
+        help="add 512 peers to the sizes (heavy on 2 cores: a run may take minutes, bounded by --wait + 0.25 s per peer)",
+    )
     ap.add_argument("--systems", type=parse_list(SYSTEMS), default=SYSTEMS, help=f"default {','.join(SYSTEMS)}")
     ap.add_argument("--scenarios", type=parse_list(SCENARIOS), default=SCENARIOS, help=f"default {','.join(SCENARIOS)}")
     ap.add_argument(

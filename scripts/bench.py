@@ -121,8 +121,9 @@ such (status column) and the rest carry on. Exit status 1 if any run failed.
 
 --quick (make bench QUICK=1): 3 runs, sizes 2,16,64, Serf at 2 and 16 only,
 loss 30% at 8 peers only, idle windows of 2 s and a 16-peer idle cluster,
-the simulator bounded at 40 s; under two minutes on 2 cores (about 85-95 s
-here, plus the rebuilds a new commit causes: build.rs embeds the commit).
+no simulator (after a commit, which build.rs embeds, its test binary is
+rebuilt: 20-30 s; --scenarios ...,sim asks for it, bounded at 40 s); under
+two minutes on 2 cores: 85-110 s here, plus make's rebuild of rollcall.
 
 usage: scripts/bench.py [--quick] [--runs 5] [--sizes 2,5,16,64,128,256]
                         [--systems rollcall,classic,floor,serf]
@@ -1715,7 +1716,11 @@ def main() -> int:
         help="add 512 peers to the sizes (heavy on 2 cores: a run may take minutes, bounded by --wait + 0.25 s per peer)",
     )
     ap.add_argument("--systems", type=parse_list(SYSTEMS), default=SYSTEMS, help=f"default {','.join(SYSTEMS)}")
-    ap.add_argument("--scenarios", type=parse_list(SCENARIOS), default=SCENARIOS, help=f"default {','.join(SCENARIOS)}")
+    ap.add_argument(
+        "--scenarios",
+        type=parse_list(SCENARIOS),
+        help=f"default {','.join(SCENARIOS)} (--quick: without sim)",
+    )
     ap.add_argument(
         "--bin",
         default=os.environ.get("ROLLCALL_BIN", str(ROOT / "target/release/rollcall")),
@@ -1741,11 +1746,13 @@ def main() -> int:
     )
     ap.add_argument("--loss-wait", type=float, default=120.0, help="bound on a loss batch, in seconds (default 120)")
     ap.add_argument("--host-net", action="store_true", help="loopback runs on the host's loopback, not in a namespace of ours")
-    ap.add_argument("--sim-timeout", type=float, help="bound on the simulator's cargo test (default 900 s; --quick 40, which a rebuild of the test binary after a commit nearly fills)")
+    ap.add_argument("--sim-timeout", type=float, help="bound on the simulator's cargo test (default 900 s; --quick 40)")
     args = ap.parse_args()
 
     q = args.quick
     args.runs = args.runs or (3 if q else 5)
+    sim_left_out = q and args.scenarios is None
+    args.scenarios = args.scenarios or [s for s in SCENARIOS if s != "sim" or not q]
     args.sizes = args.sizes or ([2, 16, 64] if q else [2, 5, 16, 64, 128, 256])
     if args.with_512 and 512 not in args.sizes:
         args.sizes.append(512)
@@ -1940,6 +1947,8 @@ def main() -> int:
                 for e in net.remove_all():
                     notes.append(f"netns teardown: {e}")
 
+    if sim_left_out:
+        say("SKIP sim: not part of --quick (--scenarios start,join,loss,idle,sim adds it)")
     if "sim" in args.scenarios:
         cargo = os.environ.get("CARGO", "cargo")
         say("sim: cargo test --release --lib machine::scale::figures -- --ignored --nocapture")

@@ -123,7 +123,9 @@ such (status column) and the rest carry on. Exit status 1 if any run failed.
 loss 30% at 8 peers only, idle windows of 2 s and a 16-peer idle cluster,
 no simulator (after a commit, which build.rs embeds, its test binary is
 rebuilt: 20-30 s; --scenarios ...,sim asks for it, bounded at 40 s); under
-two minutes on 2 cores: 85-110 s here, plus make's rebuild of rollcall.
+two minutes on 2 cores: 85-110 s here, plus make's rebuild of rollcall;
+a loss cluster not READY within 45 s (Serf's tail at 30% reaches 30 s)
+is reported as timed out.
 
 usage: scripts/bench.py [--quick] [--runs 5] [--sizes 2,5,16,64,128,256]
                         [--systems rollcall,classic,floor,serf]
@@ -1744,7 +1746,7 @@ def main() -> int:
         default=90.0,
         help="bound on Serf's waits, at least (default 90: a join its gossip missed waits for a push-pull sync)",
     )
-    ap.add_argument("--loss-wait", type=float, default=120.0, help="bound on a loss batch, in seconds (default 120)")
+    ap.add_argument("--loss-wait", type=float, help="bound on a loss batch, in seconds (default 120; --quick 45)")
     ap.add_argument("--host-net", action="store_true", help="loopback runs on the host's loopback, not in a namespace of ours")
     ap.add_argument("--sim-timeout", type=float, help="bound on the simulator's cargo test (default 900 s; --quick 40)")
     args = ap.parse_args()
@@ -1759,6 +1761,7 @@ def main() -> int:
     args.serf_max = args.serf_max or (16 if q else 64)
     args.cpu_seconds = (2.0 if q else 10.0) if args.cpu_seconds is None else args.cpu_seconds
     args.idle_cluster = args.idle_cluster or (16 if q else 128)
+    args.loss_wait = args.loss_wait or (45.0 if q else 120.0)
     args.sim_timeout = args.sim_timeout or (40.0 if q else 900.0)
     loss_cfgs = QUICK_LOSS_CONFIGS if q else LOSS_CONFIGS
     if args.runs < 1:

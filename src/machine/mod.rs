@@ -1084,8 +1084,8 @@ impl Node {
     }
 
     /// Peer `i` was heard: it is up, so an answer we still wait for from it
-    /// is retried on the round trip, not on the backoff for peers that
-    /// have not started.
+    /// is retried as soon as our question cannot be crossing its datagram
+    /// any more, not on the backoff for peers that have not started.
     fn heard(&mut self, i: usize, now: Instant) {
         let p = &self.peers[i];
         if !self.awaits(p) {
@@ -1099,7 +1099,11 @@ impl Node {
             }
             return;
         };
-        let retry = sent + retransmit::answer_timeout(&self.params, self.rtt_of(p));
+        // Had our question reached it before it sent this, this would carry
+        // the answer: once the question cannot be crossing any more, it was
+        // lost (or sent before the peer started). Ask again then.
+        let srtt = p.rtt.srtt().or(self.rtt.srtt());
+        let retry = (sent + retransmit::crossing_window(&self.params, srtt)).max(now);
         if p.next_heartbeat.is_none_or(|t| retry < t) {
             self.schedule(i, retry);
         }

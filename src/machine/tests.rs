@@ -391,10 +391,13 @@ fn an_asking_heartbeat_is_answered_at_once_by_one_heartbeat_carrying_the_ack() {
     let s = sends(&out);
     assert_eq!(s.len(), 1, "{out:?}");
     assert!(s[0].1.ask, "{out:?}");
-    // A heartbeat that does not ask is not answered now: its
-    // acknowledgement rides on our next heartbeat.
+    let asked = s[0].1;
+    // A heartbeat that does not ask, and answers ours, is not answered now:
+    // its acknowledgement rides on our next heartbeat.
     let mut quiet = hb(fp, 2, 1, 555, 4);
     quiet.ask = false;
+    quiet.echo = asked.incarnation;
+    quiet.acked = asked.seq;
     let out = deliver(&mut n, addr(2), quiet, t0 + 53 * MS);
     assert!(sends(&out).is_empty(), "{out:?}");
     let next = n.next_deadline().unwrap();
@@ -1764,4 +1767,31 @@ fn retransmissions_to_many_peers_are_paced() {
         "every peer is retried: {}",
         retries.len()
     );
+}
+
+#[test]
+fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
+    // We start and ask the peer, which is not up yet (lost); it starts
+    // half a millisecond later and asks us. Ours may be crossing its: the
+    // answer does not ask again, but if no answer to ours comes within the
+    // crossing window, ours was lost and is asked again then, not after
+    // the retry timeout.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    let half = retransmit::UNMEASURED_CROSSING / 2;
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + half);
+    let s = heartbeats_to(&out, addr(2));
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert!(!s[0].ask);
+    let next = n.next_deadline().unwrap();
+    assert!(
+        next <= t0 + retransmit::UNMEASURED_CROSSING,
+        "asked again after {:?}",
+        next - t0
+    );
+    let out = step(&mut n, Input::Tick, next);
+    let s = heartbeats_to(&out, addr(2));
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert!(s[0].ask);
 }

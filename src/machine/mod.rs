@@ -434,6 +434,7 @@ impl Node {
                 ack_due: None,
                 answer: false,
                 probe: None,
+                asked: Default::default(),
                 tries: 0,
                 rtt: Rtt::default(),
                 mismatch: None,
@@ -1064,18 +1065,20 @@ impl Node {
         let p = &mut self.peers[i];
         p.ack = Some(now);
         p.acked_seq = acked;
-        if let Some((seq, sent)) = p.probe
-            && seq <= acked
-        {
-            // Only the answer to the heartbeat itself times the round
-            // trip: an older one's answer may have been a retry's.
-            if seq == acked {
-                let r = now.saturating_duration_since(sent);
-                p.rtt.sample(r);
-                self.rtt.sample(r);
-            }
+        // Every question has a sequence number of its own, so the answer
+        // times the very question it answers, a retry's or an earlier one
+        // (unlike TCP's, whose retransmissions are ambiguous): under load
+        // the estimate grows with the real round trip, and retries with it.
+        let answered = p.asked.iter().flatten().find(|(seq, _)| *seq == acked);
+        if let Some(&(_, sent)) = answered {
+            let r = now.saturating_duration_since(sent);
+            p.rtt.sample(r);
+            self.rtt.sample(r);
+        }
+        if answered.is_some() || p.probe.is_some_and(|(seq, _)| seq <= acked) {
             p.probe = None;
             p.tries = 0;
+            p.asked = Default::default();
         }
         if asked && !self.awaits(&self.peers[i]) {
             let round = self.next_round(now);
@@ -1438,6 +1441,7 @@ impl Node {
             if ask {
                 p.tries = p.tries.saturating_add(1);
                 p.probe = Some((self.seq, now));
+                p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
                 let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 self.schedule(i, now + wait.mul_f64(factor));

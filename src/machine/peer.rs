@@ -61,6 +61,9 @@ pub(super) struct Peer {
     pub(super) answer: bool,
     /// Our latest heartbeat that asked it for an answer, and when it went.
     pub(super) probe: Option<(u64, Instant)>,
+    /// The latest questions to it (sequence number, when sent), so that
+    /// an answer to any of them times its round trip.
+    pub(super) asked: [Option<(u64, Instant)>; 4],
     /// Asking heartbeats sent to it since its last acknowledgement.
     pub(super) tries: u32,
     /// The round trip to it.
@@ -117,6 +120,7 @@ impl Peer {
     /// retry schedule.
     pub(super) fn rearm(&mut self) {
         self.probe = None;
+        self.asked = Default::default();
         self.tries = 0;
     }
 }

@@ -1795,3 +1795,29 @@ fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
     assert_eq!(s.len(), 1, "{out:?}");
     assert!(s[0].ask);
 }
+
+#[test]
+fn an_answer_to_an_earlier_question_times_that_question() {
+    // A heard peer answers 100 ms late (it is busy): by then we asked
+    // again. The answer names the first question, so the round trip
+    // measured is 100 ms, not the time since the retry; the next retry
+    // waits accordingly.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    let at = t0 + Duration::from_millis(60);
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), at);
+    let first = heartbeats_to(&out, addr(2))[0];
+    assert!(first.ask);
+    let retry_at = n.next_deadline().unwrap();
+    let out = step(&mut n, Input::Tick, retry_at);
+    let retry = heartbeats_to(&out, addr(2))[0];
+    assert!(retry.ask && retry.seq > first.seq);
+    let late = at + Duration::from_millis(100);
+    deliver(&mut n, addr(2), ack_of(&first, 9), late);
+    let rto = n.peers[0].rtt.timeout().expect("a round trip measured");
+    assert!(
+        rto >= Duration::from_millis(100),
+        "measured {rto:?}: the answer was timed from the retry"
+    );
+}

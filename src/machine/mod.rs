@@ -433,7 +433,6 @@ impl Node {
                 next_heartbeat: None,
                 ack_due: None,
                 answer: false,
-                probe: None,
                 asked: Default::default(),
                 tries: 0,
                 rtt: Rtt::default(),
@@ -602,22 +601,18 @@ impl Node {
         }
         // Silence first: READY needs every peer heard within the threshold.
         self.expire(now, out);
-        self.advance(now, out);
+        let ready_event = self.advance(now, out);
         if !self.finished {
             self.timers(now, out);
         }
         if !self.finished {
-            let before = out.len();
             self.send_due(false, now, out);
             // What READY's last datagram asked for goes out with it: the
             // READY line counts it.
-            if out.len() > before {
-                let stats = self.stats;
-                for a in out[..before].iter_mut() {
-                    if let Action::Event(Event::Ready { stats: s, .. }) = a {
-                        *s = stats;
-                    }
-                }
+            if let Some(Action::Event(Event::Ready { stats, .. })) =
+                ready_event.and_then(|k| out.get_mut(k))
+            {
+                *stats = self.stats;
             }
         }
         if self.timers.bloated(self.peers.len()) {
@@ -636,22 +631,31 @@ impl Node {
     /// the stale entries behind.
     fn rebuild_timers(&mut self) {
         self.timers.clear();
-        let silent_after = self.params.silent_after();
-        let overdue_after = self.params.overdue_after();
-        for (i, p) in self.peers.iter().enumerate() {
-            if let Some(t) = p.next_heartbeat {
-                self.timers.push(t, i, Timer::Heartbeat);
+        for i in 0..self.peers.len() {
+            for timer in [Timer::Heartbeat, Timer::Resolve, Timer::Silence] {
+                if let Some(t) = self.deadline(i, timer) {
+                    self.timers.push(t, i, timer);
+                }
             }
-            if let Some(t) = p.resolve_at.filter(|_| !p.resolving) {
-                self.timers.push(t, i, Timer::Resolve);
-            }
-            if let Some(t) = p.last_heard.filter(|_| p.silence_watched) {
-                let at = if p.probing {
-                    silent_after
+        }
+    }
+
+    /// Peer `i`'s deadline for `timer`, as its record says: what a heap
+    /// entry is checked against.
+    fn deadline(&self, i: usize, timer: Timer) -> Option<Instant> {
+        let p = &self.peers[i];
+        match timer {
+            Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
+            Timer::Resolve => p.resolve_at.filter(|_| !p.resolving),
+            Timer::Silence => {
+                let after = if p.probing {
+                    self.params.silent_after()
                 } else {
-                    overdue_after
+                    self.params.overdue_after()
                 };
-                self.timers.push(t + at, i, Timer::Silence);
+                p.last_heard
+                    .filter(|_| p.silence_watched && !p.silent)
+                    .map(|t| t + after)
             }
         }
     }
@@ -660,25 +664,8 @@ impl Node {
     /// off), so that [`Node::next_deadline`] is a deadline with something
     /// to do, not a spurious wake-up.
     fn settle_timers(&mut self) {
-        let silent_after = self.params.silent_after();
-        let overdue_after = self.params.overdue_after();
         while let Some((at, i, timer)) = self.timers.peek() {
-            let p = &self.peers[i];
-            let real = match timer {
-                Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
-                Timer::Resolve => p.resolve_at.filter(|_| !p.resolving),
-                Timer::Silence => {
-                    p.last_heard
-                        .filter(|_| p.silence_watched && !p.silent)
-                        .map(|t| {
-                            t + if p.probing {
-                                silent_after
-                            } else {
-                                overdue_after
-                            }
-                        })
-                }
-            };
+            let real = self.deadline(i, timer);
             if real == Some(at) {
                 return;
             }
@@ -1075,8 +1062,7 @@ impl Node {
             p.rtt.sample(r);
             self.rtt.sample(r);
         }
-        if answered.is_some() || p.probe.is_some_and(|(seq, _)| seq <= acked) {
-            p.probe = None;
+        if answered.is_some() || p.probe().is_some_and(|(seq, _)| seq <= acked) {
             p.tries = 0;
             p.asked = Default::default();
         }
@@ -1094,7 +1080,7 @@ impl Node {
         if !self.awaits(p) {
             return;
         }
-        let Some((_, sent)) = p.probe else {
+        let Some(crossing_until) = self.crossing_until(p) else {
             // Not asked yet (it is heard before we knew where it is, or it
             // does not know this incarnation of ours): ask now.
             if p.next_heartbeat.is_none_or(|t| t > now) {
@@ -1105,8 +1091,7 @@ impl Node {
         // Had our question reached it before it sent this, this would carry
         // the answer: once the question cannot be crossing any more, it was
         // lost (or sent before the peer started). Ask again then.
-        let srtt = p.rtt.srtt().or(self.rtt.srtt());
-        let retry = (sent + retransmit::crossing_window(&self.params, srtt)).max(now);
+        let retry = crossing_until.max(now);
         if p.next_heartbeat.is_none_or(|t| retry < t) {
             self.schedule(i, retry);
         }
@@ -1133,6 +1118,14 @@ impl Node {
                 t
             }
         }
+    }
+
+    /// Until when our latest question to `p` may still be crossing its
+    /// datagrams on the way: two round trips after it went.
+    fn crossing_until(&self, p: &Peer) -> Option<Instant> {
+        let srtt = p.rtt.srtt().or(self.rtt.srtt());
+        let (_, sent) = p.probe()?;
+        Some(sent + retransmit::crossing_window(&self.params, srtt))
     }
 
     /// The measured retransmission timeout to `p`, or the node's.
@@ -1265,8 +1258,10 @@ impl Node {
         }
     }
 
-    /// Moves the state forward as far as the records allow.
-    fn advance(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// Moves the state forward as far as the records allow; says where in
+    /// `out` the READY event went, if READY was announced.
+    fn advance(&mut self, now: Instant, out: &mut Vec<Action>) -> Option<usize> {
+        let mut ready_event = None;
         let n = self.peers.len();
         if self.state == State::Discovering && self.counts.unresolved == 0 {
             self.state = State::Exchanging;
@@ -1280,6 +1275,7 @@ impl Node {
             // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };
             out.push(Action::Ready);
+            ready_event = Some(out.len());
             out.push(Action::Event(Event::Ready {
                 after: now - self.started.unwrap_or(now),
                 stats: self.stats,
@@ -1318,6 +1314,7 @@ impl Node {
                 self.finish(Reason::BarrierComplete, now, out);
             }
         }
+        ready_event
     }
 
     /// New flags: a peer that waits for them is told at once, and until it
@@ -1403,10 +1400,7 @@ impl Node {
             // Our last question may still be on its way to it (our
             // heartbeats crossed): answering, we need not ask again. Sent
             // longer ago, it was lost, or went before the peer started.
-            let srtt = p.rtt.srtt().or(self.rtt.srtt());
-            let in_flight = p.probe.is_some_and(|(_, sent)| {
-                now < sent + retransmit::crossing_window(&self.params, srtt)
-            });
+            let in_flight = self.crossing_until(p).is_some_and(|t| now < t);
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
                 let next = self.pacer.next_token(now);
@@ -1440,7 +1434,6 @@ impl Node {
             p.answer = false;
             if ask {
                 p.tries = p.tries.saturating_add(1);
-                p.probe = Some((self.seq, now));
                 p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
                 let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
                 let factor = jitter(&mut self.rng);

@@ -59,10 +59,8 @@ pub(super) struct Peer {
     pub(super) ack_due: Option<u64>,
     /// It asked for an answer: send one in this transition.
     pub(super) answer: bool,
-    /// Our latest heartbeat that asked it for an answer, and when it went.
-    pub(super) probe: Option<(u64, Instant)>,
-    /// The latest questions to it (sequence number, when sent), so that
-    /// an answer to any of them times its round trip.
+    /// Our latest questions to it, unanswered (sequence number, when
+    /// sent), so that an answer to any of them times its round trip.
     pub(super) asked: [Option<(u64, Instant)>; 4],
     /// Asking heartbeats sent to it since its last acknowledgement.
     pub(super) tries: u32,
@@ -79,6 +77,15 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    /// Our latest question to it, unanswered, and when it went.
+    pub(super) fn probe(&self) -> Option<(u64, Instant)> {
+        self.asked
+            .iter()
+            .flatten()
+            .max_by_key(|(seq, _)| *seq)
+            .copied()
+    }
+
     pub(super) fn exchanged(&self) -> bool {
         self.heartbeat.is_some() && self.ack.is_some()
     }
@@ -119,7 +126,6 @@ impl Peer {
     /// Forgets the questions asked so far: the next goes on the first
     /// retry schedule.
     pub(super) fn rearm(&mut self) {
-        self.probe = None;
         self.asked = Default::default();
         self.tries = 0;
     }

@@ -68,6 +68,8 @@ pub struct Outcome {
     /// Datagrams dropped because a receive queue was full.
     pub overflows: u64,
     pub lost: u64,
+    /// What the first nodes not READY (if any) report missing.
+    pub not_ready: Vec<String>,
 }
 
 enum What {
@@ -128,6 +130,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         minimum: 3 * (s.peers * (s.peers - 1) / 2) as u64,
         overflows: 0,
         lost: 0,
+        not_ready: Vec::new(),
     };
     let mut sent = 0u64;
     while let Some(Reverse((now, k))) = events.pop() {
@@ -222,14 +225,20 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
             }
         }
     }
-    if std::env::var_os("ROLLCALL_SCALE_DEBUG").is_some() {
-        for (i, node) in nodes.iter_mut().enumerate() {
-            if let Some(node) = node
-                && !matches!(node.state(), State::Ready { .. })
-            {
-                let mut out = Vec::new();
-                node.transition(Input::Report, end, &mut out);
-                println!("node {i} not READY: {out:?}");
+    // What the first few nodes not READY say they miss, for a failure.
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if o.not_ready.len() == 3 {
+            break;
+        }
+        if let Some(node) = node
+            && !matches!(node.state(), State::Ready { .. })
+        {
+            out.clear();
+            node.transition(Input::Report, end, &mut out);
+            for a in &out {
+                if let Action::Event(e) = a {
+                    o.not_ready.push(format!("node {i}: {e}"));
+                }
             }
         }
     }

@@ -188,6 +188,36 @@ impl Net {
         }
     }
 
+    /// `n` nodes, all started at `t0`.
+    fn started(n: usize, t0: Instant) -> Net {
+        let mut net = Net::new(n, t0);
+        for i in 0..n {
+            net.start(i, params(), 100 + i as u64);
+        }
+        net
+    }
+
+    /// `n` nodes of which all but the last have run for 10 s, long
+    /// enough for their retries to the last to back off to the interval.
+    fn all_but_last(n: usize, t0: Instant) -> Net {
+        let mut net = Net::new(n, t0);
+        for i in 0..n - 1 {
+            net.start(i, params(), 100 + i as u64);
+        }
+        net.run_until(t0 + Duration::from_secs(10));
+        net
+    }
+
+    /// When the last node announced READY; every node must have.
+    fn last_ready(&self) -> Instant {
+        self.ready_at
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| panic!("node {i} not READY")))
+            .max()
+            .expect("nodes")
+    }
+
     fn start(&mut self, i: usize, p: Params, incarnation: u64) {
         let e = entries(self.nodes.len());
         let node = Node::new(&e, i, hosts::fingerprint(&e), incarnation, i as u64, p);
@@ -656,11 +686,7 @@ fn signals_stop_at_once_with_their_codes() {
 fn a_cluster_becomes_ready_within_a_round_trip_of_the_last_start() {
     let t0 = Instant::now();
     let n = 16;
-    let mut net = Net::new(n, t0);
-    for i in 0..n - 1 {
-        net.start(i, params(), 100 + i as u64);
-    }
-    net.run_until(t0 + Duration::from_secs(10));
+    let mut net = Net::all_but_last(n, t0);
     assert!(net.ready_at.iter().all(Option::is_none));
     let last_start = net.now;
     net.start(n - 1, params(), 999);
@@ -1564,20 +1590,11 @@ fn sent_between(net: &Net, from: Instant, to: Instant) -> Vec<(Instant, usize, u
 fn a_late_starters_exchange_takes_three_datagrams_per_peer() {
     let t0 = Instant::now();
     let n = 8;
-    let mut net = Net::new(n, t0);
-    for i in 0..n - 1 {
-        net.start(i, params(), 100 + i as u64);
-    }
-    net.run_until(t0 + Duration::from_secs(10));
+    let mut net = Net::all_but_last(n, t0);
     let last_start = net.now;
     net.start(n - 1, params(), 999);
     net.run_until(last_start + Duration::from_millis(5));
-    let last_ready = net
-        .ready_at
-        .iter()
-        .map(|r| r.expect("all READY"))
-        .max()
-        .unwrap();
+    let last_ready = net.last_ready();
     let with_newcomer: Vec<_> = sent_between(&net, last_start, last_ready)
         .into_iter()
         .filter(|&(_, a, b, _)| a == n - 1 || b == n - 1)
@@ -1604,17 +1621,9 @@ fn a_late_starters_exchange_takes_three_datagrams_per_peer() {
 fn peers_started_together_exchange_in_four_datagrams_per_pair() {
     let t0 = Instant::now();
     let n = 16;
-    let mut net = Net::new(n, t0);
-    for i in 0..n {
-        net.start(i, params(), 100 + i as u64);
-    }
+    let mut net = Net::started(n, t0);
     net.run_until(t0 + Duration::from_millis(5));
-    let last_ready = net
-        .ready_at
-        .iter()
-        .map(|r| r.expect("all READY"))
-        .max()
-        .unwrap();
+    let last_ready = net.last_ready();
     let sent = sent_between(&net, t0, last_ready).len();
     // Both heartbeats cross; each is answered by an acknowledgement that
     // does not ask again, since the question is on its way.
@@ -1625,10 +1634,7 @@ fn peers_started_together_exchange_in_four_datagrams_per_pair() {
 fn once_exchanged_a_pair_sends_one_heartbeat_each_way_per_interval_carrying_the_ack() {
     let t0 = Instant::now();
     let n = 5;
-    let mut net = Net::new(n, t0);
-    for i in 0..n {
-        net.start(i, params(), 100 + i as u64);
-    }
+    let mut net = Net::started(n, t0);
     net.run_until(t0 + Duration::from_secs(1));
     assert!(net.ready_at.iter().all(Option::is_some));
     let from = net.now;

@@ -21,6 +21,7 @@
 //! A restarted peer (a new incarnation) resets that peer's record only; a
 //! node that is Ready stays Ready and exchanges with the newcomer.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -311,6 +312,14 @@ pub struct Node {
     /// what the next `send_due` looks at.
     due: Vec<usize>,
     answers: Vec<usize>,
+    /// Peers whose retry waits for a token of the pacer, first come first
+    /// served: a transition takes from it only what the pacer allows, so
+    /// that a thousand retries waiting cost nothing until their turn.
+    paced: VecDeque<usize>,
+    /// Peers looked at by `send_due`: what the tests hold against the
+    /// datagrams sent, to show the work does not grow with the peers.
+    #[cfg(test)]
+    examined: u64,
     /// How many peers are in each condition the state depends on.
     counts: Counts,
     rng: u64,
@@ -435,6 +444,7 @@ impl Node {
                 answer: false,
                 asked: Default::default(),
                 tries: 0,
+                paced: false,
                 rtt: Rtt::default(),
                 mismatch: None,
                 mismatch_warned: None,
@@ -471,6 +481,9 @@ impl Node {
             round: None,
             due: Vec::new(),
             answers: Vec::new(),
+            paced: VecDeque::new(),
+            #[cfg(test)]
+            examined: 0,
             counts: Counts::default(),
             rng: seed,
         }
@@ -574,6 +587,11 @@ impl Node {
             next = next.min(until);
         }
         if let Some(t) = self.timers.next() {
+            next = next.min(t);
+        }
+        if !self.paced.is_empty()
+            && let Some(t) = self.pacer.next_token()
+        {
             next = next.min(t);
         }
         Some(next)
@@ -1386,10 +1404,20 @@ impl Node {
             // Heartbeats scheduled for now within this transition too.
             self.expire(now, out);
             batch.append(&mut self.due);
+            // The retries whose turn it is.
+            let turn = self.pacer.tokens(now).min(self.paced.len());
+            for i in self.paced.drain(..turn) {
+                self.peers[i].paced = false;
+                batch.push(i);
+            }
         }
         batch.sort_unstable();
         batch.dedup();
         for &i in &batch {
+            #[cfg(test)]
+            {
+                self.examined += 1;
+            }
             let p = &self.peers[i];
             let Some(to) = p.target() else { continue };
             let timer = !answers_only && p.next_heartbeat.is_some_and(|t| t <= now);
@@ -1403,8 +1431,11 @@ impl Node {
             let in_flight = self.crossing_until(p).is_some_and(|t| now < t);
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
-                let next = self.pacer.next_token(now);
-                self.schedule(i, next);
+                // Its heartbeat stays due: it goes when its turn comes.
+                if !p.paced {
+                    self.peers[i].paced = true;
+                    self.paced.push_back(i);
+                }
                 continue;
             }
             self.seq += 1;

@@ -62,6 +62,8 @@ pub(super) struct Peer {
     /// Our latest questions to it, unanswered (sequence number, when
     /// sent), so that an answer to any of them times its round trip.
     pub(super) asked: [Option<(u64, Instant)>; 4],
+    /// Its retry waits in the node's queue for a token of the pacer.
+    pub(super) paced: bool,
     /// Asking heartbeats sent to it since its last acknowledgement.
     pub(super) tries: u32,
     /// The round trip to it.

@@ -164,11 +164,19 @@ impl Pacer {
         }
     }
 
-    /// When the next token will be there (after a failed [`Pacer::take`]).
-    pub(super) fn next_token(&self, now: Instant) -> Instant {
+    /// Whole tokens there are at `now`.
+    pub(super) fn tokens(&mut self, now: Instant) -> usize {
+        self.refill(now);
+        usize::try_from(self.nano_tokens / NANO).unwrap_or(usize::MAX)
+    }
+
+    /// When the next token will be there, counting from the last
+    /// [`Pacer::take`] or [`Pacer::tokens`] (none before the first): at
+    /// once while there is one.
+    pub(super) fn next_token(&self) -> Option<Instant> {
         let missing = NANO.saturating_sub(self.nano_tokens);
-        let nanos = missing.div_ceil(u128::from(self.rate)).max(1);
-        now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let nanos = missing.div_ceil(u128::from(self.rate));
+        Some(self.last? + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
     }
 }
 
@@ -257,14 +265,19 @@ mod tests {
     fn the_pacer_spends_its_burst_then_its_rate() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(1000, 3);
+        assert_eq!(pacer.next_token(), None);
+        assert_eq!(pacer.tokens(t0), 3);
         assert!((0..3).all(|_| pacer.take(t0)));
         assert!(!pacer.take(t0));
-        let next = pacer.next_token(t0);
+        assert_eq!(pacer.tokens(t0), 0);
+        let next = pacer.next_token().unwrap();
         assert_eq!(next - t0, Duration::from_millis(1));
         assert!(!pacer.take(t0 + Duration::from_micros(999)));
+        assert_eq!(pacer.next_token(), Some(next));
         assert!(pacer.take(next));
         // A long pause saves up no more than the burst.
         let later = t0 + Duration::from_secs(60);
+        assert_eq!(pacer.tokens(later), 3);
         assert!((0..3).all(|_| pacer.take(later)));
         assert!(!pacer.take(later));
         // Over one second from empty: at most rate + 1 tokens.

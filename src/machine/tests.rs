@@ -1776,6 +1776,39 @@ fn retransmissions_to_many_peers_are_paced() {
 }
 
 #[test]
+fn retries_waiting_for_the_pacer_cost_nothing_until_their_turn() {
+    // 400 peers owe us an answer at once: the pacer lets out one retry a
+    // millisecond. A transition looks at the retries whose turn it is, not
+    // at all that wait, so the peers looked at stay within a few per
+    // datagram sent (looking at every waiting peer at each token would be
+    // about 400 per datagram).
+    let t0 = Instant::now();
+    let peers = 400;
+    let fp = hosts::fingerprint(&entries(peers + 1));
+    let (mut n, _) = node(peers + 1, 1, params(), t0);
+    let at = t0 + Duration::from_millis(60);
+    for id in 2..=(peers as u16 + 1) {
+        deliver(&mut n, addr(id), hb(fp, id, 1, 9, 1), at);
+    }
+    let examined = n.examined;
+    let mut sent = 0;
+    let mut wakes = 0;
+    while let Some(now) = n.next_deadline() {
+        if now > at + Duration::from_millis(600) {
+            break;
+        }
+        wakes += 1;
+        sent += sends(&step(&mut n, Input::Tick, now)).len() as u64;
+    }
+    assert!(sent >= peers as u64, "every peer is retried: {sent}");
+    let looked = n.examined - examined;
+    assert!(
+        looked <= 3 * sent,
+        "{looked} peers looked at for {sent} datagrams in {wakes} wake-ups"
+    );
+}
+
+#[test]
 fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
     // We start and ask the peer, which is not up yet (lost); it starts
     // half a millisecond later and asks us. Ours may be crossing its: the

@@ -61,6 +61,11 @@ pub enum Exit {
     Timeout,
     /// Stopped by this signal: 128 + its number, as shells report it.
     Signal(u8),
+    /// The command run after READY ended with this status (128 + the
+    /// signal that ended it; 127 or 126 if it could not be started).
+    Job(u8),
+    /// With `--exit-on-down`: a peer went down while the command ran.
+    PeerDown,
 }
 
 impl Exit {
@@ -71,6 +76,8 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Timeout => 124,
             Exit::Signal(n) => 128u8.saturating_add(n),
+            Exit::Job(code) => code,
+            Exit::PeerDown => 3,
         }
     }
 }

@@ -76,6 +76,7 @@ fn run(config: Config) -> Exit {
         timeout: config.timeout,
         barrier: config.barrier,
         authenticated: key.is_some(),
+        job: None,
     };
     let mut node = Node::new(
         &entries,

@@ -260,6 +260,8 @@ impl Io {
             Action::Ready => self.ready(),
             Action::Event(event) => log_event(&event),
             Action::Exit(reason) => self.exit = Some(reason),
+            // No command yet: nothing to start or signal.
+            Action::StartJob | Action::SignalJob(_) => {}
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ fn run_with(timeout: &str, interval: &str, barrier: bool) -> Result<(), TestCase
         timeout: config.timeout,
         barrier,
         authenticated: false,
+        job: None,
     };
     let mut node = Node::new(&entries, 0, fp, 5, 9, params);
     let t0 = Instant::now();

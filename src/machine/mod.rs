@@ -31,11 +31,14 @@ use crate::hosts::{Entry, Host};
 use crate::wire::{DecodeError, Flags, Kind, Message};
 
 mod events;
+mod job;
 mod peer;
 mod retransmit;
 mod timers;
 
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, Stats, pretty};
+use job::Job;
+pub use job::{JobEnd, JobParams, KILL_GRACE};
 use peer::Peer;
 use retransmit::{Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
 use timers::{Timer, Timers};
@@ -95,6 +98,8 @@ pub struct Params {
     /// Datagrams carry a MAC: an earlier incarnation is then never taken
     /// back, since its datagrams can only be replays.
     pub authenticated: bool,
+    /// A command runs after READY (`rollcall -- COMMAND`).
+    pub job: Option<JobParams>,
 }
 
 impl Params {
@@ -152,6 +157,11 @@ pub enum Reason {
     /// This process received its own datagram addressed to another entry:
     /// the hosts file lists it twice.
     ListedTwice,
+    /// The command run after READY ended.
+    JobEnded(JobEnd),
+    /// With `--exit-on-down`: a peer went down while the command ran, and
+    /// the command was stopped; it ended so.
+    PeerDown(JobEnd),
 }
 
 impl Reason {
@@ -163,6 +173,8 @@ impl Reason {
             Reason::TimeoutBeforeReady(_) | Reason::TimeoutBeforeBarrier(_) => Exit::Timeout,
             Reason::Stopped(stop) => Exit::Signal(stop.0),
             Reason::ListedTwice => Exit::Usage,
+            Reason::JobEnded(end) => Exit::Job(end.code()),
+            Reason::PeerDown(_) => Exit::PeerDown,
         }
     }
 }
@@ -187,6 +199,13 @@ impl fmt::Display for Reason {
             }
             Reason::Stopped(stop) => write!(f, "stopped by {}", stop.name()),
             Reason::ListedTwice => f.write_str("this process is listed twice in the hosts file"),
+            Reason::JobEnded(end) => write!(f, "{end}"),
+            Reason::PeerDown(end) => {
+                write!(
+                    f,
+                    "a peer went down while the command ran (--exit-on-down); {end}"
+                )
+            }
         }
     }
 }
@@ -247,6 +266,8 @@ pub enum Input {
     Stop(Stop),
     /// Say now who is missing (SIGUSR1).
     Report,
+    /// The command run after READY ended.
+    JobEnded(JobEnd),
 }
 
 /// One thing the driver must do.
@@ -268,6 +289,10 @@ pub enum Action {
     Event(Event),
     /// Leave the loop.
     Exit(Reason),
+    /// Start the command (once).
+    StartJob,
+    /// Send this signal to the command.
+    SignalJob(u8),
 }
 
 /// One peer's view of the cluster: the state machine.
@@ -322,6 +347,8 @@ pub struct Node {
     examined: u64,
     /// How many peers are in each condition the state depends on.
     counts: Counts,
+    /// The command run after READY.
+    job: Job,
     rng: u64,
 }
 
@@ -485,6 +512,7 @@ impl Node {
             #[cfg(test)]
             examined: 0,
             counts: Counts::default(),
+            job: Job::Waiting,
             rng: seed,
         }
         .counted()
@@ -579,22 +607,26 @@ impl Node {
             return None;
         }
         let started = self.started?;
-        let mut next = started + self.params.timeout;
-        if let Some(t) = self.next_progress {
-            next = next.min(t);
-        }
-        if let State::Draining { until, .. } = self.state {
-            next = next.min(until);
-        }
-        if let Some(t) = self.timers.next() {
-            next = next.min(t);
-        }
-        if !self.paced.is_empty()
-            && let Some(t) = self.pacer.next_token()
-        {
-            next = next.min(t);
-        }
-        Some(next)
+        // Once the command runs, the timeout no longer applies.
+        let timeout = (!self.job_started()).then(|| started + self.params.timeout);
+        let draining = match self.state {
+            State::Draining { until, .. } => Some(until),
+            _ => None,
+        };
+        let paced = (!self.paced.is_empty())
+            .then(|| self.pacer.next_token())
+            .flatten();
+        [
+            timeout,
+            self.job_deadline(),
+            self.next_progress,
+            draining,
+            self.timers.next(),
+            paced,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Feeds one input; appends what to do to `out`.
@@ -612,7 +644,13 @@ impl Node {
                     self.progress(true, now, out);
                 }
             }
-            Input::Stop(stop) => return self.finish(Reason::Stopped(stop), now, out),
+            Input::Stop(stop) => {
+                // A command that runs gets the signal; the node exits with it.
+                if !self.stop_job(stop, out) {
+                    return self.finish(Reason::Stopped(stop), now, out);
+                }
+            }
+            Input::JobEnded(end) => return self.job_ended(end, now, out),
         }
         if self.started.is_none() {
             return;
@@ -763,6 +801,7 @@ impl Node {
                         silent: now - heard,
                     }));
                     self.recounted(i, before);
+                    self.peer_down_for_job(now, out);
                 }
             }
         }
@@ -1293,6 +1332,9 @@ impl Node {
             // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };
             out.push(Action::Ready);
+            if !self.params.barrier {
+                self.start_job(out);
+            }
             ready_event = Some(out.len());
             out.push(Action::Event(Event::Ready {
                 after: now - self.started.unwrap_or(now),
@@ -1311,6 +1353,23 @@ impl Node {
             // it is as good as hearing each of them.
             if matches!(self.state, State::Ready { .. })
                 && (self.counts.ready == n || self.counts.done > 0)
+                && self.params.job.is_some()
+                && !self.job_started()
+            {
+                // The barrier has passed: the command starts, and the node
+                // serves its peers while it runs.
+                self.start_job(out);
+                self.set_flags(
+                    Flags {
+                        done: true,
+                        ..self.flags
+                    },
+                    now,
+                );
+            }
+            if matches!(self.state, State::Ready { .. })
+                && (self.counts.ready == n || self.counts.done > 0)
+                && self.params.job.is_none()
             {
                 let linger = self.params.linger();
                 self.state = State::Draining {
@@ -1358,7 +1417,8 @@ impl Node {
     /// progress report, the end of a linger.
     fn timers(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(started) = self.started else { return };
-        if now >= started + self.params.timeout {
+        self.job_timers(now, out);
+        if now >= started + self.params.timeout && !self.job_started() {
             let after = self.params.timeout;
             let barrier = match self.state {
                 // Passed the barrier, lingering: it passed.

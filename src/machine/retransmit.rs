@@ -190,6 +190,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             barrier: false,
             authenticated: false,
+            job: None,
         }
     }
 

@@ -106,6 +106,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         timeout: Duration::from_secs(3600),
         barrier: false,
         authenticated: false,
+        job: None,
     };
     let t0 = Instant::now();
     let mut rng = s.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -214,7 +215,11 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
                     o.datagrams = sent;
                     o.last_ready_after_last_start = Some(now.saturating_duration_since(last_start));
                 }
-                Action::Resolve { .. } | Action::Event(_) | Action::Exit(_) => {}
+                Action::Resolve { .. }
+                | Action::Event(_)
+                | Action::Exit(_)
+                | Action::StartJob
+                | Action::SignalJob(_) => {}
             }
         }
         let next = node.next_deadline();

@@ -272,6 +272,7 @@ impl Scenario {
             timeout: self.timeout,
             barrier: self.barrier,
             authenticated: self.secret,
+            job: None,
         }
     }
 
@@ -1216,6 +1217,10 @@ impl Sim {
                 Ok(())
             }
             Action::Exit(reason) => self.exit(i, reason),
+            // The simulated nodes run no command.
+            Action::StartJob | Action::SignalJob(_) => {
+                Err(self.fail(format!("node {i} was asked to run a command")))
+            }
         }
     }
 

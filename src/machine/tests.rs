@@ -16,6 +16,7 @@ fn params() -> Params {
         timeout: Duration::from_secs(120),
         barrier: false,
         authenticated: false,
+        job: None,
     }
 }
 
@@ -172,6 +173,8 @@ struct Net {
     sent: Vec<usize>,
     /// Every datagram sent: when, by which node, to which node.
     log: Vec<(Instant, usize, usize, Message)>,
+    /// What each node told its command: when, which node, what.
+    jobs: Vec<(Instant, usize, Action)>,
 }
 
 impl Net {
@@ -185,6 +188,7 @@ impl Net {
             exits: vec![None; n],
             sent: vec![0; n],
             log: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -249,6 +253,7 @@ impl Net {
                     self.ready_at[i] = Some(self.now);
                 }
                 Action::Exit(r) => self.exits[i] = Some(r),
+                a @ (Action::StartJob | Action::SignalJob(_)) => self.jobs.push((self.now, i, a)),
                 Action::Resolve { .. } | Action::Event(_) => {}
             }
         }
@@ -923,6 +928,7 @@ fn a_peer_with_another_secret_is_named_and_reported_at_the_timeout() {
     let p = Params {
         timeout: Duration::from_secs(2),
         authenticated: true,
+        job: None,
         ..params()
     };
     let (mut n, _) = node(2, 1, p, t0);
@@ -1244,6 +1250,7 @@ fn with_a_secret_any_source_speaks_for_the_peer_its_mac_names() {
     let t0 = Instant::now();
     let p = Params {
         authenticated: true,
+        job: None,
         ..params()
     };
     let (mut n, _) = node(2, 1, p, t0);
@@ -1859,4 +1866,90 @@ fn an_answer_to_an_earlier_question_times_that_question() {
         rto >= Duration::from_millis(100),
         "measured {rto:?}: the answer was timed from the retry"
     );
+}
+
+fn with_job(exit_on_down: bool) -> Params {
+    Params {
+        timeout: Duration::from_secs(5),
+        job: Some(JobParams { exit_on_down }),
+        ..params()
+    }
+}
+
+#[test]
+fn the_command_starts_at_ready_and_outlives_the_timeout() {
+    let t0 = Instant::now();
+    let p = with_job(false);
+    let mut net = Net::new(3, t0);
+    for i in 0..3 {
+        net.start(i, p, 10 + i as u64);
+    }
+    net.run_until(t0 + Duration::from_secs(1));
+    for i in 0..3 {
+        let starts: Vec<_> = net.jobs.iter().filter(|(_, j, _)| *j == i).collect();
+        assert_eq!(starts.len(), 1, "node {i}: {starts:?}");
+        assert_eq!(starts[0].2, Action::StartJob);
+        assert_eq!(
+            Some(starts[0].0),
+            net.ready_at[i],
+            "node {i} starts it at READY"
+        );
+    }
+    // Long past the timeout, the nodes still serve: nobody exits.
+    net.run_until(t0 + p.timeout * 3);
+    assert!(net.exits.iter().all(Option::is_none), "{:?}", net.exits);
+    // The command's end is the node's, with its status.
+    net.input(0, Input::JobEnded(JobEnd::Exited(3)));
+    assert_eq!(net.exits[0], Some(Reason::JobEnded(JobEnd::Exited(3))));
+    assert_eq!(net.exits[0].unwrap().exit().code(), 3);
+    net.input(1, Input::JobEnded(JobEnd::Killed(9)));
+    assert_eq!(net.exits[1].unwrap().exit().code(), 137);
+    net.input(2, Input::JobEnded(JobEnd::NotStarted(127)));
+    assert_eq!(net.exits[2].unwrap().exit().code(), 127);
+}
+
+#[test]
+fn with_barrier_the_command_starts_once_every_peer_is_ready() {
+    let t0 = Instant::now();
+    let p = Params {
+        barrier: true,
+        ..with_job(false)
+    };
+    let mut net = Net::new(3, t0);
+    net.start(0, p, 10);
+    net.start(1, p, 11);
+    net.run_until(t0 + Duration::from_secs(1));
+    assert!(net.jobs.is_empty(), "{:?}", net.jobs);
+    let last = net.now;
+    net.start(2, p, 12);
+    net.run_until(last + Duration::from_secs(1));
+    let started: Vec<usize> = net.jobs.iter().map(|(_, i, _)| *i).collect();
+    assert_eq!(started.len(), 3, "{:?}", net.jobs);
+    for (at, i, _) in &net.jobs {
+        assert!(
+            *at >= net.last_ready(),
+            "node {i} started before every READY"
+        );
+    }
+    net.run_until(last + p.timeout * 3);
+    assert!(net.exits.iter().all(Option::is_none), "{:?}", net.exits);
+}
+
+#[test]
+fn a_stop_signal_goes_to_the_command_and_its_end_is_the_exit() {
+    let t0 = Instant::now();
+    let (mut n, out) = node(1, 1, with_job(false), t0);
+    assert!(out.contains(&Action::StartJob));
+    let out = step(&mut n, Input::Stop(Stop::TERMINATE), t0 + MS);
+    assert!(out.contains(&Action::SignalJob(15)), "{out:?}");
+    assert_eq!(exit_of(&out), None, "the node waits for the command");
+    let out = step(&mut n, Input::Stop(Stop::INTERRUPT), t0 + 2 * MS);
+    assert!(out.contains(&Action::SignalJob(2)), "{out:?}");
+    let out = step(&mut n, Input::JobEnded(JobEnd::Killed(15)), t0 + 3 * MS);
+    assert_eq!(exit_of(&out).map(|r| r.exit().code()), Some(143));
+    // Before the command starts, a signal stops the node as ever.
+    let (mut n, _) = node(2, 1, with_job(false), t0);
+    let out = step(&mut n, Input::Stop(Stop::TERMINATE), t0 + MS);
+    assert!(!out.iter().any(|a| matches!(a, Action::SignalJob(_))));
+    assert_eq!(exit_of(&out).map(|r| r.exit().code()), Some(143));
 }

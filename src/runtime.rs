@@ -407,10 +407,15 @@ fn describe(m: &Message) -> String {
         Kind::Heartbeat => "heartbeat",
         Kind::Ack => "ack",
         Kind::Stale => "stale",
+        Kind::Leave => "leave",
+        Kind::ProbeRequest => "probe-request",
+        Kind::ProbeReply => "probe-reply",
     };
     let ack = match m.ack() {
         Some((incarnation, seq)) => format!(" acks #{seq} of {incarnation:x}"),
         None if m.kind == Kind::Stale => format!(" answers #{} knowing {:x}", m.acked, m.echo),
+        None if m.kind == Kind::ProbeRequest => format!(" for peer {}", m.echo),
+        None if m.kind == Kind::ProbeReply => format!(" peer {} answered #{}", m.echo, m.acked),
         None => String::new(),
     };
     format!(
@@ -425,7 +430,7 @@ fn log_event(event: &Event) {
         // One line per pair would be thousands for a large cluster: above
         // a handful of peers the progress reports summarise instead.
         Event::Exchanged { total, .. } if *total > EXCHANGED_LINES_UP_TO => Level::Debug,
-        Event::Silent { .. }
+        Event::Down { .. }
         | Event::Dropping { .. }
         | Event::Mismatch { .. }
         | Event::SameAddress { .. }

@@ -21,7 +21,8 @@
 //!  offset size field
 //!   0      4  magic        "RLCL"
 //!   4      1  version      2
-//!   5      1  kind         1 heartbeat, 2 acknowledgement, 3 stale
+//!   5      1  kind         1 heartbeat, 2 acknowledgement, 3 stale,
+//!                          4 leave, 5 probe request, 6 probe reply
 //!   6      1  flags        bit 0 READY, bit 1 DONE, bit 2 BARRIER (the sender
 //!                          waits for every peer's READY), bit 3 ASK (answer
 //!                          this heartbeat now); other bits ignored
@@ -30,12 +31,14 @@
 //!  16      2  from         sender's entry id (1-based)
 //!  18      2  to           receiver's entry id (1-based)
 //!  20      8  incarnation  sender's incarnation
-//!  28      8  seq          heartbeat: sender's sequence; otherwise 0
+//!  28      8  seq          heartbeat, leave, probe request and reply:
+//!                          sender's sequence; otherwise 0
 //!  36      8  echo         the receiver's incarnation being acknowledged, 0
 //!                          for none (a heartbeat may carry one); stale: the
-//!                          receiver's incarnation the sender knows
-//!  44      8  acked        the receiver's heartbeat sequence acknowledged
-//!                          (stale: answered)
+//!                          receiver's incarnation the sender knows; probe
+//!                          request and reply: the probed peer's entry id
+//!  44      8  acked        the receiver's sequence acknowledged (stale:
+//!                          answered; probe reply: the request answered)
 //!  52     16  mac          with auth 1: keyed BLAKE3 of bytes 0..52, truncated
 //! ```
 
@@ -107,6 +110,25 @@ pub enum Kind {
     /// which I know of your entry": a restarted peer whose clock is behind
     /// learns which incarnation to take.
     Stale,
+    /// "I am leaving": acknowledged like a heartbeat.
+    Leave,
+    /// "Ask peer `echo` for me, and tell me if it answers" (SWIM's
+    /// ping-req): one lossy link does not condemn a peer.
+    ProbeRequest,
+    /// "Peer `echo` answered me after your request `acked`."
+    ProbeReply,
+}
+
+impl Kind {
+    /// Every kind, in wire order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Heartbeat,
+        Kind::Ack,
+        Kind::Stale,
+        Kind::Leave,
+        Kind::ProbeRequest,
+        Kind::ProbeReply,
+    ];
 }
 
 /// The sender's progress, carried by every datagram.
@@ -171,7 +193,7 @@ impl Message {
         match self.kind {
             Kind::Ack => Some((self.echo, self.acked)),
             Kind::Heartbeat if self.echo != 0 => Some((self.echo, self.acked)),
-            Kind::Heartbeat | Kind::Stale => None,
+            _ => None,
         }
     }
 }
@@ -237,6 +259,9 @@ pub fn encode(msg: &Message, key: Option<&Key>) -> Datagram {
         Kind::Heartbeat => 1,
         Kind::Ack => 2,
         Kind::Stale => 3,
+        Kind::Leave => 4,
+        Kind::ProbeRequest => 5,
+        Kind::ProbeReply => 6,
     };
     b[6] = msg.flags.to_byte() | if msg.ask { ASK } else { 0 };
     b[8..16].copy_from_slice(&msg.hosts.to_be_bytes());
@@ -302,6 +327,9 @@ pub fn decode(bytes: &[u8], key: Option<&Key>) -> Result<Message, DecodeError> {
         1 => Kind::Heartbeat,
         2 => Kind::Ack,
         3 => Kind::Stale,
+        4 => Kind::Leave,
+        5 => Kind::ProbeRequest,
+        6 => Kind::ProbeReply,
         k => return Err(DecodeError::Kind(k)),
     };
     let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
@@ -349,7 +377,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for kind in [Kind::Heartbeat, Kind::Ack, Kind::Stale] {
+        for kind in Kind::ALL {
             for bits in 0..16u8 {
                 let msg = Message {
                     kind,

@@ -110,7 +110,7 @@ const MAX_SECS: u64 = 100 * 31_557_600;
 
 fn message() -> impl Strategy<Value = Message> {
     (
-        0..3u8,
+        0..6u8,
         any::<(bool, bool, bool, bool)>(),
         any::<u64>(),
         any::<(u16, u16)>(),
@@ -125,7 +125,7 @@ fn message() -> impl Strategy<Value = Message> {
                 (incarnation, seq, echo, acked),
             )| {
                 Message {
-                    kind: [Kind::Heartbeat, Kind::Ack, Kind::Stale][usize::from(kind)],
+                    kind: Kind::ALL[usize::from(kind)],
                     flags: Flags {
                         ready,
                         done,

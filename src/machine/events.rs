@@ -82,6 +82,8 @@ impl fmt::Display for Drop {
 pub struct Stats {
     pub heartbeats: u64,
     pub acks: u64,
+    /// Probe requests and replies (indirect probes).
+    pub probes: u64,
     pub received: u64,
     pub dropped: [u64; Drop::COUNT],
 }
@@ -139,6 +141,8 @@ pub struct Missing {
     pub last_heard: Option<Duration>,
     /// Exchanged, but not heard within the silence threshold.
     pub silent: bool,
+    /// It said it was leaving.
+    pub left: bool,
     /// With `--barrier`: its READY has not been heard.
     pub not_ready: bool,
     pub mismatch: Option<Mismatch>,
@@ -178,7 +182,9 @@ impl fmt::Display for Missing {
         if !self.ack {
             f.write_str(" no acknowledgement received,")?;
         }
-        if self.silent {
+        if self.left {
+            f.write_str(" left,")?;
+        } else if self.silent {
             f.write_str(" exchanged, then fell silent,")?;
         }
         if self.not_ready {
@@ -188,6 +194,23 @@ impl fmt::Display for Missing {
             Some(ago) => write!(f, " last heard {} ago", pretty(ago)),
             None => f.write_str(" never heard"),
         }
+    }
+}
+
+/// A peer as events name it: its entry as written, its position in the
+/// hosts file (1-based), where it is and which incarnation of it is meant.
+/// Shown as its entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRef {
+    pub name: String,
+    pub index: u16,
+    pub addr: Option<SocketAddr>,
+    pub incarnation: Option<u64>,
+}
+
+impl fmt::Display for PeerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
     }
 }
 
@@ -210,18 +233,24 @@ pub enum Event {
     /// The exchange with `peer` is complete; `have` of `total` peers
     /// (this one included) are.
     Exchanged {
-        peer: String,
+        peer: PeerRef,
         have: usize,
         total: usize,
     },
     /// READY, with what it took.
     Ready { after: Duration, stats: Stats },
     /// A peer came back with a new incarnation.
-    Restarted { peer: String },
-    /// A peer has not been heard for `silent`.
-    Silent { peer: String, silent: Duration },
-    /// A silent peer was heard again.
-    Back { peer: String },
+    Restarted { peer: PeerRef },
+    /// A peer has not been heard for `silent`, nor answered the probes
+    /// since, directly or through other peers: it may be down.
+    Suspect { peer: PeerRef, silent: Duration },
+    /// A peer has not been heard for `silent` (the silence threshold): it
+    /// is taken for down.
+    Down { peer: PeerRef, silent: Duration },
+    /// A peer suspected, down or gone is heard again.
+    Up { peer: PeerRef },
+    /// A peer said it is leaving (it was stopped, or its command ended).
+    Left { peer: PeerRef },
     /// Every peer is READY; with `--barrier` the node now lingers.
     AllReady { linger: Duration },
     /// A datagram was not believed.
@@ -311,20 +340,27 @@ impl fmt::Display for Event {
             }
             Event::Ready { after, stats } => write!(
                 f,
-                "READY after {}: sent {} ({}, {}), received {}",
+                "READY after {}: sent {} ({}, {}{}), received {}",
                 pretty(*after),
-                Count(stats.heartbeats + stats.acks, "datagram"),
+                Count(stats.heartbeats + stats.acks + stats.probes, "datagram"),
                 Count(stats.heartbeats, "heartbeat"),
                 Count(stats.acks, "acknowledgement"),
+                Probes(stats.probes),
                 stats.received
             ),
             Event::Restarted { peer } => {
                 write!(f, "{peer} restarted (new incarnation): exchanging again")
             }
-            Event::Silent { peer, silent } => {
-                write!(f, "{peer} silent for {}", pretty(*silent))
+            Event::Suspect { peer, silent } => write!(
+                f,
+                "{peer} suspect: not heard for {}, probing it directly and through other peers",
+                pretty(*silent)
+            ),
+            Event::Down { peer, silent } => {
+                write!(f, "{peer} down: silent for {}", pretty(*silent))
             }
-            Event::Back { peer } => write!(f, "{peer} is heard again"),
+            Event::Up { peer } => write!(f, "{peer} up: heard again"),
+            Event::Left { peer } => write!(f, "{peer} left"),
             Event::AllReady { linger } => write!(
                 f,
                 "every peer is READY: leaving once all confirm (at most {})",
@@ -471,6 +507,18 @@ impl fmt::Display for Count {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = if self.0 == 1 { "" } else { "s" };
         write!(f, "{} {}{s}", self.0, self.1)
+    }
+}
+
+/// `, N probes` when there were any.
+struct Probes(u64);
+
+impl fmt::Display for Probes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ", {}", Count(n, "probe")),
+        }
     }
 }
 

@@ -141,6 +141,6 @@ impl Node {
             _ => Reason::JobEnded(end),
         };
         self.job = Job::Ended;
-        self.finish(reason, now, out);
+        self.depart(reason, now, out);
     }
 }

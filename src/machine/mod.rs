@@ -30,13 +30,17 @@ use crate::Exit;
 use crate::hosts::{Entry, Host};
 use crate::wire::{DecodeError, Flags, Kind, Message};
 
+mod detector;
 mod events;
 mod job;
+mod membership;
 mod peer;
 mod retransmit;
 mod timers;
 
-pub use events::{Drop, Event, Lookup, Mismatch, Missing, Stats, pretty};
+pub use detector::LEAVE_WAIT;
+use detector::Liveness;
+pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty};
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
 use peer::Peer;
@@ -121,7 +125,7 @@ impl Params {
     /// A peer not heard from for this long is reported silent, and its name
     /// is resolved again.
     pub fn silent_after(&self) -> Duration {
-        self.interval * 3
+        self.interval * 5 / 2
     }
 
     /// A peer not heard from for this long has missed a heartbeat (they
@@ -349,6 +353,13 @@ pub struct Node {
     counts: Counts,
     /// The command run after READY.
     job: Job,
+    /// Our indirect probes awaiting an answer: (request, probed peer).
+    indirect: VecDeque<(u64, usize)>,
+    /// Leaving: the first sequence number of our leave, which a peer's
+    /// acknowledgement must reach, and until when it is sent.
+    leaving: Option<(u64, Instant)>,
+    /// Peers that have not acknowledged our leave yet.
+    leave_waiting: usize,
     rng: u64,
 }
 
@@ -463,7 +474,10 @@ impl Node {
                 acked_seq: 0,
                 flags: Flags::default(),
                 last_heard: None,
-                silent: false,
+                liveness: Liveness::Alive,
+                vouched: None,
+                requests: Vec::new(),
+                leave_pending: false,
                 silence_watched: false,
                 probing: false,
                 next_heartbeat: None,
@@ -513,6 +527,9 @@ impl Node {
             examined: 0,
             counts: Counts::default(),
             job: Job::Waiting,
+            indirect: VecDeque::new(),
+            leaving: None,
+            leave_waiting: 0,
             rng: seed,
         }
         .counted()
@@ -529,7 +546,7 @@ impl Node {
         [
             p.addrs.is_empty(),
             p.exchanged(),
-            p.silent,
+            p.liveness.gone(),
             p.flags.ready,
             p.flags.done,
             p.flags.done && p.knows(self.epoch),
@@ -572,14 +589,10 @@ impl Node {
 
     /// Peer `i` was heard at `now`: watch for its silence.
     fn watch_silence(&mut self, i: usize, now: Instant) {
-        let at = now + self.params.overdue_after();
         let p = &mut self.peers[i];
         p.last_heard = Some(now);
         p.probing = false;
-        if !p.silence_watched {
-            p.silence_watched = true;
-            self.timers.push(at, i, Timer::Silence);
-        }
+        self.watch(i);
     }
 
     pub fn state(&self) -> State {
@@ -645,9 +658,15 @@ impl Node {
                 }
             }
             Input::Stop(stop) => {
-                // A command that runs gets the signal; the node exits with it.
-                if !self.stop_job(stop, out) {
+                if self.stop_job(stop, out) {
+                    // A command that runs gets the signal; the node leaves,
+                    // and exits with it.
+                    self.start_leaving(now);
+                } else if matches!(self.state, State::Draining { .. }) {
+                    // A second signal, or one while lingering: at once.
                     return self.finish(Reason::Stopped(stop), now, out);
+                } else {
+                    self.depart(Reason::Stopped(stop), now, out);
                 }
             }
             Input::JobEnded(end) => return self.job_ended(end, now, out),
@@ -703,16 +722,7 @@ impl Node {
         match timer {
             Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
             Timer::Resolve => p.resolve_at.filter(|_| !p.resolving),
-            Timer::Silence => {
-                let after = if p.probing {
-                    self.params.silent_after()
-                } else {
-                    self.params.overdue_after()
-                };
-                p.last_heard
-                    .filter(|_| p.silence_watched && !p.silent)
-                    .map(|t| t + after)
-            }
+            Timer::Silence => self.silence_deadline(i),
         }
     }
 
@@ -740,8 +750,6 @@ impl Node {
     /// Takes every peer deadline that is due: resolutions are requested,
     /// silences reported, heartbeats left for `send_due`.
     fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let silent_after = self.params.silent_after();
-        let overdue_after = self.params.overdue_after();
         while let Some((at, i, timer)) = self.timers.pop_due(now) {
             let p = &self.peers[i];
             match timer {
@@ -773,35 +781,30 @@ impl Node {
                     }
                 }
                 Timer::Silence => {
-                    let Some(heard) = p.last_heard else { continue };
-                    if p.silent || !p.silence_watched {
+                    let Some(due) = self.silence_deadline(i) else {
+                        continue;
+                    };
+                    if due > now {
+                        // Heard (or vouched for) since: look again then.
+                        self.timers.push(due, i, Timer::Silence);
                         continue;
                     }
-                    if heard + overdue_after > now {
-                        // Heard since: look again when it may be due.
-                        self.timers.push(heard + overdue_after, i, Timer::Silence);
+                    let p = &self.peers[i];
+                    if !p.probing {
+                        // Overdue: ask it, directly and through others.
+                        self.peers[i].probing = true;
+                        self.peers[i].tries = 0;
+                        self.schedule(i, now);
+                    } else if p.liveness == Liveness::Alive {
+                        self.set_liveness(i, Liveness::Suspect, now, out);
+                    } else {
+                        self.peers[i].silence_watched = false;
+                        self.set_liveness(i, Liveness::Down, now, out);
                         continue;
                     }
-                    if heard + silent_after > now {
-                        // Overdue: ask it, and look again at the silence.
-                        if !p.probing {
-                            self.peers[i].probing = true;
-                            self.peers[i].tries = 0;
-                            self.schedule(i, now);
-                        }
-                        self.timers.push(heard + silent_after, i, Timer::Silence);
-                        continue;
+                    if let Some(next) = self.silence_deadline(i) {
+                        self.timers.push(next, i, Timer::Silence);
                     }
-                    let before = self.contribution(i);
-                    let p = &mut self.peers[i];
-                    p.silent = true;
-                    p.silence_watched = false;
-                    out.push(Action::Event(Event::Silent {
-                        peer: p.name.clone(),
-                        silent: now - heard,
-                    }));
-                    self.recounted(i, before);
-                    self.peer_down_for_job(now, out);
                 }
             }
         }
@@ -987,7 +990,20 @@ impl Node {
             return self.dropped(reason, from, now, out);
         }
         // Every check comes before anything is recorded: a dropped datagram
-        // changes nothing but a counter (and may be answered).
+        // changes nothing but a counter (and may be answered). An earlier
+        // incarnation's datagram is that, whatever else is wrong with it.
+        let p = &self.peers[i];
+        if let Some(known) = p.incarnation
+            && msg.incarnation < known
+        {
+            // An incarnation is never taken back: its datagrams may be
+            // replays. If it is a restart behind the clock, the answer
+            // tells it which incarnation to take; a replay cannot use it.
+            if msg.kind == Kind::Heartbeat && self.replies.take(now) {
+                self.answer(from, Kind::Stale, &msg, known, out);
+            }
+            return self.dropped(Drop::Stale, from, now, out);
+        }
         let never_sent = msg.acked == 0 || msg.acked > self.seq;
         // An acknowledgement of ours must name a heartbeat we sent; one for
         // an earlier incarnation of ours, riding on a heartbeat, is moot.
@@ -1001,44 +1017,49 @@ impl Node {
             }
             // The answer to a replay of our previous process's heartbeat.
             Kind::Stale if never_sent => return self.dropped(Drop::Replay, from, now, out),
-            _ => {}
-        }
-        let p = &self.peers[i];
-        if let Some(known) = p.incarnation
-            && msg.incarnation < known
-        {
-            // An incarnation is never taken back: its datagrams may be
-            // replays. If it is a restart behind the clock, the answer
-            // tells it which incarnation to take; a replay cannot use it.
-            if msg.kind == Kind::Heartbeat && self.replies.take(now) {
-                self.answer(from, Kind::Stale, &msg, known, out);
+            Kind::ProbeReply if never_sent => {
+                return self.dropped(Drop::BogusAck, from, now, out);
             }
-            return self.dropped(Drop::Stale, from, now, out);
+            _ => {}
         }
         let current = p.incarnation == Some(msg.incarnation);
         let replay = match msg.kind {
-            Kind::Heartbeat => msg.seq <= p.heartbeat_seq,
+            Kind::Heartbeat | Kind::Leave | Kind::ProbeRequest | Kind::ProbeReply => {
+                msg.seq <= p.heartbeat_seq
+            }
             Kind::Ack => msg.acked <= p.acked_seq,
             Kind::Stale => false,
         };
         if current && replay {
             return self.dropped(Drop::Replay, from, now, out);
         }
+        if current && p.liveness == Liveness::Left {
+            // It has left: its process may still answer for a moment, and
+            // may not have heard our acknowledgement.
+            if msg.kind == Kind::Leave {
+                self.peers[i].heartbeat_seq = msg.seq;
+                self.answer(from, Kind::Ack, &msg, msg.incarnation, out);
+            }
+            return;
+        }
         let silent_after = self.params.silent_after();
         let before = self.contribution(i);
-        let p = &mut self.peers[i];
         if !current {
-            if p.incarnation.is_some() {
+            let p = &mut self.peers[i];
+            let restarted = p.incarnation.is_some();
+            if restarted {
                 p.forget();
-                out.push(Action::Event(Event::Restarted {
-                    peer: p.name.clone(),
-                }));
             }
             p.incarnation = Some(msg.incarnation);
             // What we sent before it started is no evidence against it:
             // retries start over, on the round trip.
             p.tries = 0;
+            if restarted {
+                let peer = self.who(i);
+                out.push(Action::Event(Event::Restarted { peer }));
+            }
         }
+        let p = &mut self.peers[i];
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
         p.reply_to = Some(from);
@@ -1046,12 +1067,6 @@ impl Node {
         p.wrong_source = None;
         p.flags = msg.flags;
         let resolve_later = p.by_name() && !p.resolving;
-        if p.silent {
-            p.silent = false;
-            out.push(Action::Event(Event::Back {
-                peer: p.name.clone(),
-            }));
-        }
         if resolve_later {
             // Only pushed back: the heap entry at the earlier time finds
             // the record moved and is dropped.
@@ -1076,6 +1091,8 @@ impl Node {
                 p.answer = true;
                 self.answers.push(i);
             }
+        } else if msg.seq > 0 {
+            p.heartbeat_seq = msg.seq;
         }
         let p = &self.peers[i];
         if let Some((_, acked)) = ack
@@ -1084,11 +1101,26 @@ impl Node {
             self.acknowledged(i, acked, now);
         }
         self.recounted(i, before);
+        if msg.kind == Kind::Leave {
+            return self.peer_left(i, from, &msg, now, out);
+        }
+        if self.peers[i].liveness != Liveness::Alive {
+            self.set_liveness(i, Liveness::Alive, now, out);
+        }
+        self.vouch(i, now, out);
         match msg.kind {
             // Our own incarnation named back is the answer to a replay of
             // our previous process's datagrams: nothing to do.
             Kind::Stale if msg.echo > self.incarnation => {
                 self.reincarnate(i, msg.echo, now, out);
+            }
+            Kind::ProbeRequest => {
+                self.probe_for(i, msg.echo, msg.seq, now);
+                self.heard(i, now);
+            }
+            Kind::ProbeReply => {
+                self.vouched(msg.echo, msg.acked, now, out);
+                self.heard(i, now);
             }
             _ => self.heard(i, now),
         }
@@ -1096,7 +1128,7 @@ impl Node {
         if !was_exchanged && p.exchanged() {
             let have = 1 + self.counts.exchanged;
             out.push(Action::Event(Event::Exchanged {
-                peer: self.peers[i].name.clone(),
+                peer: self.who(i),
                 have,
                 total: self.total,
             }));
@@ -1105,6 +1137,7 @@ impl Node {
 
     /// Peer `i` acknowledged our heartbeat `acked`.
     fn acknowledged(&mut self, i: usize, acked: u64, now: Instant) {
+        self.leave_acknowledged(i, acked);
         let asked = self.awaits(&self.peers[i]);
         let p = &mut self.peers[i];
         p.ack = Some(now);
@@ -1158,7 +1191,11 @@ impl Node {
     /// this incarnation, while it is overdue, and while it waits for our
     /// flags (it runs with `--barrier`) until it has acknowledged them.
     fn awaits(&self, p: &Peer) -> bool {
-        p.ack.is_none() || p.probing || (p.flags.barrier && !p.knows(self.epoch))
+        p.ack.is_none()
+            || p.probing
+            || p.leave_pending
+            || !p.requests.is_empty()
+            || (p.flags.barrier && !p.knows(self.epoch))
     }
 
     /// The node's next round of steady heartbeats. Every peer that needs
@@ -1387,9 +1424,17 @@ impl Node {
                     now,
                 );
             }
-            if matches!(self.state, State::Draining { .. }) && self.counts.confirmed == n {
+            if matches!(self.state, State::Draining { .. })
+                && self.leaving.is_none()
+                && self.counts.confirmed == n
+            {
                 self.finish(Reason::BarrierComplete, now, out);
             }
+        }
+        if let State::Draining { reason, .. } = self.state
+            && self.left_everyone()
+        {
+            self.finish(reason, now, out);
         }
         ready_event
     }
@@ -1424,7 +1469,7 @@ impl Node {
                 // Passed the barrier, lingering: it passed.
                 State::Draining { reason, .. } => return self.finish(reason, now, out),
                 State::Ready { .. } if !self.params.barrier => {
-                    return self.finish(Reason::TimeoutAfterReady(after), now, out);
+                    return self.depart(Reason::TimeoutAfterReady(after), now, out);
                 }
                 State::Ready { .. } => true,
                 State::Discovering | State::Exchanging => false,
@@ -1480,7 +1525,11 @@ impl Node {
             }
             let p = &self.peers[i];
             let Some(to) = p.target() else { continue };
-            let timer = !answers_only && p.next_heartbeat.is_some_and(|t| t <= now);
+            // Leaving, only the leave goes out on our own account.
+            let leave = self.leave_due(i, now);
+            let timer = !answers_only
+                && p.next_heartbeat.is_some_and(|t| t <= now)
+                && (self.leaving.is_none() || leave);
             if !timer && !p.answer {
                 continue;
             }
@@ -1504,7 +1553,7 @@ impl Node {
                 _ => (0, 0),
             };
             let message = Message {
-                kind: Kind::Heartbeat,
+                kind: if leave { Kind::Leave } else { Kind::Heartbeat },
                 flags: self.flags,
                 ask,
                 hosts: self.hosts,
@@ -1528,7 +1577,13 @@ impl Node {
                 p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
                 let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
+                let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();
                 self.schedule(i, now + wait.mul_f64(factor));
+                if indirect {
+                    // Every other question to an overdue peer also goes
+                    // through others: one bad link does not condemn it.
+                    self.probe_indirectly(i, now, out);
+                }
             } else if !awaits {
                 let round = self.next_round(now);
                 self.schedule(i, round);
@@ -1611,6 +1666,7 @@ impl Node {
                     ack: p.ack.is_some(),
                     last_heard: p.last_heard.map(|t| now.saturating_duration_since(t)),
                     silent: p.exchanged() && silent,
+                    left: p.liveness == Liveness::Left,
                     not_ready,
                     mismatch: p.mismatch,
                     wrong_source: p.wrong_source,

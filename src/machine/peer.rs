@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Mismatch;
+use super::detector::Liveness;
 use super::retransmit::Rtt;
 use crate::hosts::Host;
 use crate::wire::Flags;
@@ -43,8 +44,14 @@ pub(super) struct Peer {
     /// Its flags as last heard.
     pub(super) flags: Flags,
     pub(super) last_heard: Option<Instant>,
-    /// Reported silent, not heard since.
-    pub(super) silent: bool,
+    /// What the failure detector makes of it.
+    pub(super) liveness: Liveness,
+    /// When a peer we asked to probe it said it answered.
+    pub(super) vouched: Option<Instant>,
+    /// Peers that asked us to probe it: (their index, their request, when).
+    pub(super) requests: Vec<(usize, u64, Instant)>,
+    /// Our leave has not been acknowledged by it yet.
+    pub(super) leave_pending: bool,
     /// A silence deadline for it is in the node's timers.
     pub(super) silence_watched: bool,
     /// Overdue (not heard for [`super::Params::overdue_after`]): asked for
@@ -122,6 +129,8 @@ impl Peer {
         self.flags = Flags::default();
         self.ack_due = None;
         self.answer = false;
+        self.vouched = None;
+        self.requests.clear();
         self.rearm();
     }
 

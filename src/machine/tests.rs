@@ -817,7 +817,7 @@ fn silence_is_reported_once_and_the_name_resolved_again() {
         now = n.next_deadline().unwrap();
         for a in step(&mut n, Input::Tick, now) {
             match a {
-                Action::Event(Event::Silent { .. }) => silent += 1,
+                Action::Event(Event::Down { .. }) => silent += 1,
                 Action::Resolve { .. } => {
                     resolves += 1;
                     step(
@@ -1898,13 +1898,15 @@ fn the_command_starts_at_ready_and_outlives_the_timeout() {
     // Long past the timeout, the nodes still serve: nobody exits.
     net.run_until(t0 + p.timeout * 3);
     assert!(net.exits.iter().all(Option::is_none), "{:?}", net.exits);
-    // The command's end is the node's, with its status.
+    // The command's end is the node's, with its status, once its leave
+    // is acknowledged.
     net.input(0, Input::JobEnded(JobEnd::Exited(3)));
+    net.input(1, Input::JobEnded(JobEnd::Killed(9)));
+    net.input(2, Input::JobEnded(JobEnd::NotStarted(127)));
+    net.run_until(net.now + LEAVE_WAIT);
     assert_eq!(net.exits[0], Some(Reason::JobEnded(JobEnd::Exited(3))));
     assert_eq!(net.exits[0].unwrap().exit().code(), 3);
-    net.input(1, Input::JobEnded(JobEnd::Killed(9)));
     assert_eq!(net.exits[1].unwrap().exit().code(), 137);
-    net.input(2, Input::JobEnded(JobEnd::NotStarted(127)));
     assert_eq!(net.exits[2].unwrap().exit().code(), 127);
 }
 

@@ -10,12 +10,14 @@
 //! - [`machine`]: the protocol as a pure state machine;
 //! - [`runtime`]: the mio event loop, the only place with I/O;
 //! - [`sockets`]: the UDP sockets it runs on, one per address family;
-//! - [`logging`]: log lines to stderr off the loop, never blocking it.
+//! - [`logging`]: log lines to stderr off the loop, never blocking it;
+//! - [`output`]: `--output json`, the events as JSON Lines on stdout.
 
 pub mod cli;
 pub mod hosts;
 pub mod logging;
 pub mod machine;
+pub mod output;
 pub mod runtime;
 pub mod sockets;
 pub mod wire;

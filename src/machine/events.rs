@@ -133,6 +133,8 @@ pub enum Lookup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Missing {
     pub peer: String,
+    /// Its position in the hosts file, from 1.
+    pub index: u16,
     pub addr: Option<SocketAddr>,
     /// Set while `addr` is `None`.
     pub lookup: Option<Lookup>,

@@ -1660,6 +1660,7 @@ impl Node {
                 };
                 Some(Missing {
                     peer: p.name.clone(),
+                    index: p.id,
                     addr: p.target(),
                     lookup: p.target().is_none().then_some(lookup),
                     heartbeat: p.heartbeat.is_some(),

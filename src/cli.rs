@@ -31,8 +31,20 @@ Each peer heartbeats every other peer and acknowledges what it hears. Once
 it has exchanged both ways with every peer it prints READY on stdout, then
 keeps answering late and restarted peers until its timeout.
 
-Usage: rollcall -h HOSTS [OPTIONS]
+Usage: rollcall -h HOSTS [OPTIONS] [-- COMMAND [ARGS...]]
        rollcall probe [--ready-file PATH]
+
+With a COMMAND, rollcall runs it once READY (with --barrier, once every
+peer is READY), with stdin, stdout and stderr its own, and these added to
+its environment:
+  ROLLCALL_NAME    this peer's entry, as written in the hosts file
+  ROLLCALL_INDEX   its position in the file, from 1
+  ROLLCALL_SIZE    the number of entries
+  ROLLCALL_PEERS   every entry, comma-separated, in file order
+From its start the timeout no longer applies: rollcall answers its peers
+while the command runs, and exits with its status. A signal that would stop
+rollcall (SIGTERM, SIGINT, SIGHUP, ...) is passed on to the command, and
+rollcall exits when it has.
 
 Options:
   -h, --hosts FILE          hosts file: one peer per line, HOST[:PORT];
@@ -62,6 +74,9 @@ Options:
       --secret-file FILE    authenticate every datagram with a MAC keyed by
                             the secret in FILE; peers must share it
                                                           [ROLLCALL_SECRET_FILE]
+      --exit-on-down        with a COMMAND: when a peer goes down while it
+                            runs, send it SIGTERM (SIGKILL 10s later) and
+                            exit 3                    [ROLLCALL_EXIT_ON_DOWN=1]
   -d, --debug               log every datagram sent and received
   -q, --quiet               log warnings and errors only
                                 [ROLLCALL_LOG=debug|info|quiet|warn]
@@ -84,6 +99,12 @@ Exit status:
   129  stopped by SIGHUP; likewise 130 SIGINT, 131 SIGQUIT, 140 SIGUSR2,
        142 SIGALRM, 143 SIGTERM (128 + the signal; the ready file is
        removed)
+With a COMMAND, once it has started:
+    N  the command's own exit status
+128+n  the command was ended by signal n (143 for SIGTERM)
+  127  the command was not found
+  126  the command was found but could not be run (not executable)
+    3  a peer went down while it ran, under --exit-on-down
 
 SIGUSR1 logs who is missing what, and ends nothing.
 ";
@@ -124,6 +145,10 @@ pub struct Config {
     pub bind: Option<Bind>,
     pub secret_file: Option<PathBuf>,
     pub log: LogLevel,
+    /// What follows `--`: the command run after READY (never empty).
+    pub command: Option<Vec<OsString>>,
+    /// Stop the command, and exit 3, when a peer goes down while it runs.
+    pub exit_on_down: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,10 +192,11 @@ enum Setting {
     Bind,
     SecretFile,
     Log,
+    ExitOnDown,
 }
 
 impl Setting {
-    const ALL: [Setting; 11] = [
+    const ALL: [Setting; 12] = [
         Setting::Hosts,
         Setting::Name,
         Setting::Port,
@@ -182,6 +208,7 @@ impl Setting {
         Setting::Bind,
         Setting::SecretFile,
         Setting::Log,
+        Setting::ExitOnDown,
     ];
 
     fn flag(self) -> &'static str {
@@ -197,6 +224,7 @@ impl Setting {
             Setting::Bind => "--bind",
             Setting::SecretFile => "--secret-file",
             Setting::Log => "--debug/--quiet",
+            Setting::ExitOnDown => "--exit-on-down",
         }
     }
 
@@ -213,6 +241,7 @@ impl Setting {
             Setting::Bind => "ROLLCALL_BIND",
             Setting::SecretFile => "ROLLCALL_SECRET_FILE",
             Setting::Log => "ROLLCALL_LOG",
+            Setting::ExitOnDown => "ROLLCALL_EXIT_ON_DOWN",
         }
     }
 }
@@ -236,6 +265,15 @@ impl Raw {
             crate::quote(&self.value.to_string_lossy()),
             self.from
         ))
+    }
+
+    /// An on/off switch: 1, true, yes, on or 0, false, no, off.
+    fn switch(&self) -> Result<bool, UsageError> {
+        match self.text()?.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(self.bad("expected 1 or 0")),
+        }
     }
 
     /// A duration from `min` to `max`, both shown in the error.
@@ -279,8 +317,27 @@ pub fn parse(
         return parse_probe(args, env);
     }
     let mut raw: [Option<Raw>; Setting::ALL.len()] = Default::default();
+    let mut command = None;
     let mut parser = lexopt::Parser::from_args(args);
-    while let Some(arg) = parser.next()? {
+    loop {
+        // Everything after `--` is the command, word for word. (lexopt
+        // would take the `--` itself and hand the words on as values, which
+        // a stray word before it could not be told from.)
+        if let Some(mut rest) = parser.try_raw_args()
+            && rest.peek().is_some_and(|a| a == "--")
+        {
+            rest.next();
+            let words: Vec<OsString> = rest.collect();
+            if words.is_empty() {
+                return Err(UsageError(
+                    "'--' must be followed by the command to run after READY, as in '-- ./job.sh ARGS'"
+                        .into(),
+                ));
+            }
+            command = Some(words);
+            break;
+        }
+        let Some(arg) = parser.next()? else { break };
         let (setting, value) = match arg {
             Short('h') | Long("hosts") => {
                 let flag = if arg == Short('h') { "-h" } else { "--hosts" };
@@ -300,13 +357,14 @@ pub fn parse(
             Long("ready-to") => (Setting::ReadyTo, parser.value()?),
             Long("bind") => (Setting::Bind, parser.value()?),
             Long("secret-file") => (Setting::SecretFile, parser.value()?),
+            Long("exit-on-down") => (Setting::ExitOnDown, "1".into()),
             Short('d') | Long("debug") => (Setting::Log, "debug".into()),
             Short('q') | Long("quiet") => (Setting::Log, "quiet".into()),
             Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(v) => {
                 return Err(UsageError(format!(
-                    "unexpected argument {}: rollcall takes flags only (and 'probe'); see --help",
+                    "unexpected argument {}: rollcall takes flags, and the command to run after READY only after '--'; see --help",
                     crate::quote(&v.to_string_lossy())
                 )));
             }
@@ -346,6 +404,7 @@ pub fn parse(
         bind,
         secret_file,
         log,
+        exit_on_down,
     ] = raw;
 
     let hosts = hosts.map(|r| PathBuf::from(r.value)).ok_or_else(|| {
@@ -365,13 +424,17 @@ pub fn parse(
     let interval = interval.map_or(Ok(DEFAULT_INTERVAL), |r| {
         r.duration(MIN_INTERVAL, MAX_INTERVAL)
     })?;
-    let barrier = match barrier {
+    let barrier = barrier.map_or(Ok(false), |r| r.switch())?;
+    let exit_on_down = match exit_on_down {
+        Some(r) if r.switch()? && command.is_none() => {
+            return Err(UsageError(format!(
+                "{} needs a command to stop: rollcall -h HOSTS {} -- COMMAND [ARGS...]",
+                r.from,
+                Setting::ExitOnDown.flag()
+            )));
+        }
+        Some(r) => r.switch()?,
         None => false,
-        Some(r) => match r.text()?.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => return Err(r.bad("expected 1 or 0")),
-        },
     };
     let ready_file = ready_file.map(|r| PathBuf::from(r.value));
     let ready_to = match ready_to {
@@ -419,6 +482,8 @@ pub fn parse(
         bind,
         secret_file,
         log,
+        command,
+        exit_on_down,
     }))
 }
 
@@ -616,6 +681,101 @@ mod tests {
     }
 
     #[test]
+    fn everything_after_the_double_dash_is_the_command_word_for_word() {
+        let c = run(&["-h", "h", "--", "sh", "-c", "echo --help"], &[]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(vec!["sh".into(), "-c".into(), "echo --help".into()])
+        );
+        assert!(!c.exit_on_down);
+        // Flags after `--` are the command's, even rollcall's own and `--`.
+        let c = run(&["-h", "h", "--", "--barrier", "--", "-t"], &[]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(vec!["--barrier".into(), "--".into(), "-t".into()])
+        );
+        assert!(!c.barrier);
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        // Flags before it still count, in any form.
+        let c = run(&["--hosts=h", "-qt", "5s", "--", "./job"], &[]).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.log, LogLevel::Quiet);
+        assert_eq!(c.command, Some(vec!["./job".into()]));
+        // No command: none.
+        assert_eq!(run(&["-h", "h"], &[]).unwrap().command, None);
+    }
+
+    #[test]
+    fn a_command_word_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(vec![b'a', 0xff, b'b']);
+        let args = [
+            "-h".into(),
+            "h".into(),
+            "--".into(),
+            "ls".into(),
+            odd.clone(),
+        ];
+        let Ok(Command::Run(c)) = parse(args, |_| None) else {
+            panic!("not a run");
+        };
+        assert_eq!(c.command, Some(vec!["ls".into(), odd]));
+    }
+
+    #[test]
+    fn exit_on_down_is_a_switch_of_the_command() {
+        let c = run(&["-h", "h", "--exit-on-down", "--", "job"], &[]).unwrap();
+        assert!(c.exit_on_down);
+        let on = [("ROLLCALL_EXIT_ON_DOWN", "yes")];
+        assert!(run(&["-h", "h", "--", "job"], &on).unwrap().exit_on_down);
+        let off = [("ROLLCALL_EXIT_ON_DOWN", "0")];
+        assert!(!run(&["-h", "h", "--", "job"], &off).unwrap().exit_on_down);
+        // Off without a command is no error: there is nothing to stop.
+        assert!(!run(&["-h", "h"], &off).unwrap().exit_on_down);
+    }
+
+    #[test]
+    fn command_errors_name_the_flag_or_variable() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                &["-h", "h", "--exit-on-down"],
+                &[],
+                &["--exit-on-down", "-- COMMAND"],
+            ),
+            (
+                &["-h", "h"],
+                &[("ROLLCALL_EXIT_ON_DOWN", "1")],
+                &["ROLLCALL_EXIT_ON_DOWN", "-- COMMAND"],
+            ),
+            (
+                &["-h", "h", "--", "job"],
+                &[("ROLLCALL_EXIT_ON_DOWN", "maybe")],
+                &["ROLLCALL_EXIT_ON_DOWN", "'maybe'"],
+            ),
+            (&["-h", "h", "--"], &[], &["'--'", "command"]),
+            (
+                &["-h", "h", "--exit-on-down", "--"],
+                &[],
+                &["'--'", "command"],
+            ),
+            (&["-h", "h", "./job.sh"], &[], &["'./job.sh'", "'--'"]),
+            (
+                &["-h", "h", "--exit-on-down=1", "--", "job"],
+                &[],
+                &["--exit-on-down"],
+            ),
+        ];
+        for (args, env, needles) in cases {
+            let err = run(args, env).expect_err(&format!("{args:?}"));
+            for needle in needles.iter() {
+                assert!(err.contains(needle), "{args:?}: {err}");
+            }
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
     fn probe_reads_its_flag_or_the_variable() {
         let env = |k: &str| (k == "ROLLCALL_READY_FILE").then(|| OsString::from("/run/r"));
         let none = |_: &str| None;
@@ -664,8 +824,15 @@ mod tests {
             "--debug",
             "--quiet",
             "--version",
+            "--exit-on-down",
+            "-- COMMAND",
+            "ROLLCALL_INDEX",
+            "ROLLCALL_SIZE",
+            "ROLLCALL_PEERS",
             "124",
             "143",
+            "127",
+            "126",
         ] {
             assert!(HELP.contains(flag), "help lacks {flag}");
         }

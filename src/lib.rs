@@ -9,12 +9,15 @@
 //! - [`wire`]: the datagram format, pure and total;
 //! - [`machine`]: the protocol as a pure state machine;
 //! - [`runtime`]: the mio event loop, the only place with I/O;
+//! - [`job`]: the command run after READY, its signals and its end, for
+//!   the runtime;
 //! - [`sockets`]: the UDP sockets it runs on, one per address family;
 //! - [`logging`]: log lines to stderr off the loop, never blocking it;
 //! - [`output`]: `--output json`, the events as JSON Lines on stdout.
 
 pub mod cli;
 pub mod hosts;
+pub mod job;
 pub mod logging;
 pub mod machine;
 pub mod output;

@@ -14,8 +14,9 @@ use log::{LevelFilter, error, info, warn};
 
 use rollcall::cli::{self, Command, Config, LogLevel};
 use rollcall::hosts::{self, Entry, NameError};
+use rollcall::job;
 use rollcall::logging;
-use rollcall::machine::{Node, Params};
+use rollcall::machine::{JobParams, Node, Params};
 use rollcall::runtime::{self, Options};
 use rollcall::sockets::{self, Sockets};
 use rollcall::wire::Key;
@@ -76,7 +77,9 @@ fn run(config: Config) -> Exit {
         timeout: config.timeout,
         barrier: config.barrier,
         authenticated: key.is_some(),
-        job: None,
+        job: config.command.as_ref().map(|_| JobParams {
+            exit_on_down: config.exit_on_down,
+        }),
     };
     let mut node = Node::new(
         &entries,
@@ -86,8 +89,20 @@ fn run(config: Config) -> Exit {
         random_seed(),
         params,
     );
+    let then = match &config.command {
+        Some(command) => format!(
+            ", then runs {}{}",
+            job::display(command),
+            if config.exit_on_down {
+                " (exit on down)"
+            } else {
+                ""
+            }
+        ),
+        None => String::new(),
+    };
     info!(
-        "rollcall {} (peer {} of {}) bound to {bound}, timeout {}, interval {}{}{}",
+        "rollcall {} (peer {} of {}) bound to {bound}, timeout {}, interval {}{}{}{then}",
         entries[me].text,
         me + 1,
         entries.len(),
@@ -110,6 +125,10 @@ fn run(config: Config) -> Exit {
         ready_to: config.ready_to,
         ready_file: config.ready_file.clone(),
         key,
+        job: config
+            .command
+            .clone()
+            .map(|command| job::Spec::new(command, &entries, me)),
     };
     match runtime::run(&mut node, sockets, signals, options) {
         Ok(reason) => {

@@ -2,11 +2,12 @@
 //!
 //! One mio `Poll` watches four sources: the UDP sockets (one per address
 //! family), a `Waker` that the resolver threads ring when a name has
-//! resolved, and a pipe that delivers the signals. Each turn turns what
-//! arrived into [`Input`]s for the machine, feeds it the clock when its
-//! deadline has passed, and performs the [`Action`]s it answers with. No protocol decision is made here: if a
-//! line of this file decides something about peers, it belongs in
-//! [`crate::machine`].
+//! resolved, and a pipe that delivers the signals (SIGCHLD among them,
+//! when the command run after READY ends). Each turn turns what arrived
+//! into [`Input`]s for the machine, feeds it the clock when its deadline
+//! has passed, and performs the [`Action`]s it answers with. No protocol
+//! decision is made here: if a line of this file decides something about
+//! peers, it belongs in [`crate::machine`].
 
 use std::fs;
 use std::io::{self, ErrorKind, Write};
@@ -23,7 +24,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 pub use signal_hook_mio::v1_0::Signals;
 
 use crate::cli::ReadyTo;
-use crate::machine::{Action, Event, Input, Node, Reason, Stop};
+use crate::io_reason;
+use crate::job::{self, Job};
+use crate::machine::{Action, Event, Input, JobEnd, Node, Reason, Stop};
 use crate::sockets::Sockets;
 use crate::wire::{self, Key, Kind, Message};
 
@@ -53,6 +56,8 @@ pub struct Options {
     pub ready_to: ReadyTo,
     pub ready_file: Option<PathBuf>,
     pub key: Option<Key>,
+    /// The command to run after READY, when the machine says so.
+    pub job: Option<job::Spec>,
 }
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
@@ -89,10 +94,12 @@ fn terminating() -> Vec<libc::c_int> {
 /// Catches every terminating signal from now on, for [`run`]: call it
 /// first thing, so that a signal is never met by the default action, which
 /// would leave the ready file behind. SIGUSR1 asks for a progress report
-/// and ends nothing.
+/// and ends nothing. SIGCHLD says that the command may have ended: caught
+/// before the command can start, so that its end is never missed.
 pub fn catch_signals() -> io::Result<Signals> {
     let mut signals = terminating();
     signals.push(libc::SIGUSR1);
+    signals.push(libc::SIGCHLD);
     Signals::new(signals)
 }
 
@@ -116,6 +123,7 @@ pub fn run(
     let (resolved_tx, resolved_rx) = mpsc::channel();
     let (lookup_tx, lookup_rx) = mpsc::channel();
 
+    let job = options.job.clone().map(Job::new);
     let mut io = Io {
         sockets: socks,
         waker,
@@ -124,6 +132,8 @@ pub fn run(
         lookup_rx: Arc::new(Mutex::new(lookup_rx)),
         resolvers: 0,
         options,
+        job,
+        job_end: None,
         ready_file_made: false,
         send_failures: 0,
         actions: Vec::new(),
@@ -158,6 +168,10 @@ pub fn run(
                     for signal in signals.pending() {
                         let input = match u8::try_from(signal) {
                             _ if signal == libc::SIGUSR1 => Input::Report,
+                            _ if signal == libc::SIGCHLD => {
+                                io.reap(node)?;
+                                continue;
+                            }
                             Ok(n) => Input::Stop(Stop(n)),
                             Err(_) => continue,
                         };
@@ -191,6 +205,11 @@ struct Io {
     /// Resolver threads started so far, at most [`RESOLVERS`].
     resolvers: usize,
     options: Options,
+    /// The command run after READY, if there is one.
+    job: Option<Job>,
+    /// How the command ended, learnt while performing an action (it could
+    /// not be started): the machine's next input.
+    job_end: Option<JobEnd>,
     ready_file_made: bool,
     send_failures: u64,
     actions: Vec<Action>,
@@ -208,18 +227,38 @@ impl Drop for Io {
 }
 
 impl Io {
-    /// Hands one input to the machine and performs what it answers.
+    /// Hands one input to the machine and performs what it answers, then
+    /// what performing it brought about (a command that could not start).
     fn feed(&mut self, node: &mut Node, input: Input) -> io::Result<()> {
-        if self.exit.is_some() {
-            return Ok(());
+        let mut next = Some(input);
+        while let Some(input) = next.take() {
+            if self.exit.is_some() {
+                return Ok(());
+            }
+            let mut actions = std::mem::take(&mut self.actions);
+            node.transition(input, Instant::now(), &mut actions);
+            for action in actions.drain(..) {
+                self.perform(action)?;
+            }
+            self.actions = actions;
+            next = self.job_end.take().map(Input::JobEnded);
         }
-        let mut actions = std::mem::take(&mut self.actions);
-        node.transition(input, Instant::now(), &mut actions);
-        for action in actions.drain(..) {
-            self.perform(action)?;
-        }
-        self.actions = actions;
         Ok(())
+    }
+
+    /// SIGCHLD: the command may have ended. Reaped if so, and its end told.
+    fn reap(&mut self, node: &mut Node) -> io::Result<()> {
+        let Some(job) = &mut self.job else {
+            return Ok(());
+        };
+        let pid = job.pid();
+        match job.reap()? {
+            Some(end) => {
+                debug!("the command (pid {}) ended: {end}", pid.unwrap_or(0));
+                self.feed(node, Input::JobEnded(end))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Reads up to [`READ_BATCH`] datagrams; true if more may be waiting.
@@ -260,10 +299,35 @@ impl Io {
             Action::Ready => self.ready(),
             Action::Event(event) => log_event(&event),
             Action::Exit(reason) => self.exit = Some(reason),
-            // No command yet: nothing to start or signal.
-            Action::StartJob | Action::SignalJob(_) => {}
+            Action::StartJob => self.start_job(),
+            Action::SignalJob(signal) => self.signal_job(signal),
         }
         Ok(())
+    }
+
+    /// Starts the command. One that cannot start has ended: the machine
+    /// hears so next.
+    fn start_job(&mut self) {
+        let Some(job) = &mut self.job else {
+            warn!("asked to start a command, and there is none");
+            return;
+        };
+        match job.start() {
+            Ok(pid) => info!("started {} (pid {pid})", job.describe()),
+            Err(e) => {
+                error!("{e}");
+                self.job_end = Some(e.end());
+            }
+        }
+    }
+
+    fn signal_job(&mut self, signal: u8) {
+        let name = job::signal_name(signal);
+        match self.job.as_mut().map(|job| job.signal(signal)) {
+            Some(Ok(Some(pid))) => info!("sent {name} to the command (pid {pid})"),
+            Some(Ok(None)) | None => debug!("{name} not sent: the command does not run"),
+            Some(Err(e)) => warn!("cannot send {name} to the command: {}", io_reason(&e)),
+        }
     }
 
     /// Sends on the socket of `to`'s family; an IPv4 peer is reached

@@ -37,6 +37,14 @@
 //! | 36    | lifecycle::ready_to_stderr                       |
 //! | 40    | faults::hostile_datagrams_are_dropped            |
 //! | 41    | faults::flood_does_not_starve_heartbeats         |
+//! | 42    | job::the_command_runs_after_ready_and_knows_its_place |
+//! | 43    | job::the_command_status_is_rollcall_s             |
+//! | 44    | job::a_command_that_cannot_run_exits_127_or_126   |
+//! | 45    | job::stop_signals_are_passed_on_to_the_command    |
+//! | 46    | job::the_timeout_does_not_end_a_running_command   |
+//! | 47    | job::with_the_barrier_the_command_waits_for_every_peer |
+//! | 48    | job::exit_on_down_stops_the_command_when_a_peer_dies |
+//! | 49    | job::the_command_inherits_no_descriptor_of_rollcall |
 //! | 50    | hardening::every_terminating_signal_removes_the_ready_file |
 //! | 51    | hardening::sigusr1_reports_progress_and_ends_nothing |
 //! | 52    | hardening::a_ready_file_that_cannot_be_made_is_refused_at_start |
@@ -735,4 +743,116 @@ pub fn dropped_summary(p: &mut Peer) -> (u64, HashMap<String, u64>) {
         p.label
     );
     (total, by_reason)
+}
+
+/// A rollcall that runs a command (`-- COMMAND`), started in a process
+/// group of its own, which the command shares: dropping it kills the whole
+/// group, so that no command outlives its test, even one whose rollcall
+/// was killed.
+pub struct Group(pub Peer);
+
+impl std::ops::Deref for Group {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut Peer {
+        &mut self.0
+    }
+}
+
+impl Group {
+    /// Starts rollcall with `args` as the leader of a new process group.
+    /// Every descriptor this test process holds is marked close-on-exec
+    /// first, so that rollcall starts with 0, 1 and 2 only, whatever the
+    /// test runner leaked to us: what its command inherits is then
+    /// rollcall's doing.
+    pub fn spawn<S: AsRef<OsStr>>(label: &str, args: &[S]) -> Group {
+        use std::os::unix::process::CommandExt;
+        close_on_exec_above_stderr();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for v in ENV_VARS.iter().chain(&["ROLLCALL_EXIT_ON_DOWN"]) {
+            cmd.env_remove(v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN} for {label}: {e}"));
+        let (tx, rx) = channel();
+        forward(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
+        forward(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        Group(Peer {
+            label: label.to_string(),
+            child,
+            rx,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            open: 2,
+            status: None,
+        })
+    }
+
+    /// Sends `signal` to rollcall and its command at once.
+    pub fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) touches no memory; the group is this test's.
+        let rc = unsafe { libc::kill(-(self.pid() as libc::pid_t), signal) };
+        assert_eq!(rc, 0, "{}: kill -{signal} -{}", self.label, self.pid());
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The group outlives a rollcall that was reaped while its command
+        // runs; ESRCH once all of it is gone.
+        // SAFETY: as in `signal_group`.
+        unsafe { libc::kill(-(self.pid() as libc::pid_t), libc::SIGKILL) };
+    }
+}
+
+/// Marks every descriptor of this process above 2 close-on-exec.
+pub fn close_on_exec_above_stderr() {
+    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number touches no memory; one that
+        // was closed meanwhile fails with EBADF, which is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Starts one peer per entry in `which`, each running `command` after
+/// `--`, in process groups of their own.
+pub fn start_job_peers(
+    hosts: &Path,
+    entries: &[String],
+    which: std::ops::Range<usize>,
+    timeout: &str,
+    extra: &[&str],
+    command: &[&str],
+) -> Vec<Group> {
+    which
+        .map(|i| {
+            let mut args = peer_args(hosts, &entries[i], timeout, extra);
+            args.push("--".into());
+            args.extend(command.iter().map(|w| w.to_string()));
+            Group::spawn(&format!("peer{} ({})", i + 1, entries[i]), &args)
+        })
+        .collect()
 }

@@ -67,6 +67,10 @@ Options:
                                                            [ROLLCALL_READY_FILE]
       --ready-to WHERE      print READY on stdout or stderr (default stdout)
                                                              [ROLLCALL_READY_TO]
+      --output FORMAT       plain (default): READY alone on stdout; json:
+                            stdout carries JSON Lines, one object per event
+                            (ready, exchanged, suspect, down, up, restarted,
+                            left, timeout, exit)           [ROLLCALL_OUTPUT]
       --bind ADDR           local IP or IP:PORT to bind, one socket (default:
                             a socket per address family on this entry's
                             port, on its address if it is one of this
@@ -109,6 +113,16 @@ With a COMMAND, once it has started:
 SIGUSR1 logs who is missing what, and ends nothing.
 ";
 
+/// What stdout carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// `READY`, alone on a line.
+    #[default]
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
 /// Where `READY` is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadyTo {
@@ -149,6 +163,8 @@ pub struct Config {
     pub command: Option<Vec<OsString>>,
     /// Stop the command, and exit 3, when a peer goes down while it runs.
     pub exit_on_down: bool,
+    /// What stdout carries.
+    pub output: Output,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,10 +209,11 @@ enum Setting {
     SecretFile,
     Log,
     ExitOnDown,
+    Output,
 }
 
 impl Setting {
-    const ALL: [Setting; 12] = [
+    const ALL: [Setting; 13] = [
         Setting::Hosts,
         Setting::Name,
         Setting::Port,
@@ -209,6 +226,7 @@ impl Setting {
         Setting::SecretFile,
         Setting::Log,
         Setting::ExitOnDown,
+        Setting::Output,
     ];
 
     fn flag(self) -> &'static str {
@@ -225,6 +243,7 @@ impl Setting {
             Setting::SecretFile => "--secret-file",
             Setting::Log => "--debug/--quiet",
             Setting::ExitOnDown => "--exit-on-down",
+            Setting::Output => "--output",
         }
     }
 
@@ -242,6 +261,7 @@ impl Setting {
             Setting::SecretFile => "ROLLCALL_SECRET_FILE",
             Setting::Log => "ROLLCALL_LOG",
             Setting::ExitOnDown => "ROLLCALL_EXIT_ON_DOWN",
+            Setting::Output => "ROLLCALL_OUTPUT",
         }
     }
 }
@@ -358,6 +378,7 @@ pub fn parse(
             Long("bind") => (Setting::Bind, parser.value()?),
             Long("secret-file") => (Setting::SecretFile, parser.value()?),
             Long("exit-on-down") => (Setting::ExitOnDown, "1".into()),
+            Long("output") => (Setting::Output, parser.value()?),
             Short('d') | Long("debug") => (Setting::Log, "debug".into()),
             Short('q') | Long("quiet") => (Setting::Log, "quiet".into()),
             Long("help") => return Ok(Command::Help),
@@ -405,6 +426,7 @@ pub fn parse(
         secret_file,
         log,
         exit_on_down,
+        output,
     ] = raw;
 
     let hosts = hosts.map(|r| PathBuf::from(r.value)).ok_or_else(|| {
@@ -461,6 +483,14 @@ pub fn parse(
         }
     };
     let secret_file = secret_file.map(|r| PathBuf::from(r.value));
+    let output = match output {
+        None => Output::Plain,
+        Some(r) => match r.text()? {
+            "plain" => Output::Plain,
+            "json" => Output::Json,
+            _ => return Err(r.bad("expected plain or json")),
+        },
+    };
     let log = match log {
         None => LogLevel::Info,
         Some(r) => match r.text()? {
@@ -484,6 +514,7 @@ pub fn parse(
         log,
         command,
         exit_on_down,
+        output,
     }))
 }
 

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, error, info, warn};
 
-use rollcall::cli::{self, Command, Config, LogLevel};
+use rollcall::cli::{self, Command, Config, LogLevel, Output};
 use rollcall::hosts::{self, Entry, NameError};
 use rollcall::job;
-use rollcall::logging;
 use rollcall::machine::{JobParams, Node, Params};
 use rollcall::runtime::{self, Options};
 use rollcall::sockets::{self, Sockets};
 use rollcall::wire::Key;
 use rollcall::{Exit, io_reason, quote, runtime::log_exit};
+use rollcall::{logging, output};
 
 fn main() -> ExitCode {
     let exit = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
@@ -37,7 +37,15 @@ fn main() -> ExitCode {
             );
             Exit::Ready
         }
-        Ok(Command::Run(config)) => run(config),
+        Ok(Command::Run(config)) => {
+            let json = config.output == Output::Json;
+            let (exit, reason) = run(config);
+            if json {
+                let time = std::time::SystemTime::now();
+                runtime::print_json(&output::exit(exit.code(), &reason, time));
+            }
+            exit
+        }
         Ok(Command::Probe { ready_file }) => probe(&ready_file),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "rollcall: {e}");
@@ -50,13 +58,14 @@ fn main() -> ExitCode {
     ExitCode::from(exit.code())
 }
 
-fn run(config: Config) -> Exit {
+/// Runs a peer: how it exits, and why in words.
+fn run(config: Config) -> (Exit, String) {
     init_logging(config.log);
     let signals = match runtime::catch_signals() {
         Ok(s) => s,
         Err(e) => {
             error!("cannot catch signals: {e}");
-            return Exit::Failure;
+            return (Exit::Failure, format!("cannot catch signals: {e}"));
         }
     };
     let Setup {
@@ -68,7 +77,7 @@ fn run(config: Config) -> Exit {
         Ok(s) => s,
         Err(message) => {
             let _ = writeln!(std::io::stderr(), "rollcall: {message}");
-            return Exit::Usage;
+            return (Exit::Usage, message);
         }
     };
     let bound = sockets.describe();
@@ -129,15 +138,16 @@ fn run(config: Config) -> Exit {
             .command
             .clone()
             .map(|command| job::Spec::new(command, &entries, me)),
+        json: config.output == Output::Json,
     };
     match runtime::run(&mut node, sockets, signals, options) {
         Ok(reason) => {
             log_exit(&reason, &node);
-            reason.exit()
+            (reason.exit(), reason.to_string())
         }
         Err(e) => {
             error!("runtime failure: {e}");
-            Exit::Failure
+            (Exit::Failure, format!("runtime failure: {e}"))
         }
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{Level, debug, error, info, log, warn};
 use mio::net::UdpSocket;
@@ -58,6 +58,8 @@ pub struct Options {
     pub key: Option<Key>,
     /// The command to run after READY, when the machine says so.
     pub job: Option<job::Spec>,
+    /// stdout carries JSON events instead of `READY`.
+    pub json: bool,
 }
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
@@ -297,7 +299,14 @@ impl Io {
             Action::Send { to, message } => self.send(to, &message),
             Action::Resolve { peer, host, port } => self.resolve(peer, host, port),
             Action::Ready => self.ready(),
-            Action::Event(event) => log_event(&event),
+            Action::Event(event) => {
+                log_event(&event);
+                if self.options.json
+                    && let Some(object) = crate::output::event(&event, SystemTime::now())
+                {
+                    print_json(&object);
+                }
+            }
             Action::Exit(reason) => self.exit = Some(reason),
             Action::StartJob => self.start_job(),
             Action::SignalJob(signal) => self.signal_job(signal),
@@ -426,6 +435,10 @@ impl Io {
                 Ok(()) => self.ready_file_made = true,
                 Err(e) => error!("cannot create ready file {}: {e}", path.display()),
             }
+        }
+        if self.options.json {
+            // The `ready` event is the announcement.
+            return;
         }
         let written = match self.options.ready_to {
             ReadyTo::Stdout => {
@@ -560,5 +573,15 @@ mod tests {
         }
         // Catching is no use if the loop cannot read them.
         assert!(catch_signals().is_ok());
+    }
+}
+
+/// Writes one JSON object as a line on stdout. A closed stdout stops
+/// nothing: the run goes on as it would.
+pub fn print_json(object: &serde_json::Value) {
+    let mut out = io::stdout().lock();
+    let written = writeln!(out, "{object}").and_then(|_| out.flush());
+    if let Err(e) = written {
+        debug!("cannot write to stdout: {e}");
     }
 }

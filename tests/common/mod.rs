@@ -51,6 +51,8 @@
 //! | 53    | hardening::a_hosts_file_with_a_byte_order_mark_works |
 //! | 54    | hardening::one_peer_written_two_ways_is_named_and_exits_2 |
 //! | 55    | hardening::closed_stdout_and_stderr_never_abort_the_peer |
+//! | 56    | output::a_json_run_is_one_object_per_event       |
+//! | 57    | output::a_json_timeout_lists_what_each_missing_peer_lacks |
 //! | 60    | auth::peers_sharing_a_secret_become_ready        |
 //! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
 //! | 62    | auth::a_peer_without_the_secret_is_named         |

@@ -542,6 +542,16 @@ pub fn log_exit(reason: &Reason, node: &Node) {
     info!("exiting ({}): {reason}", reason.exit().code());
 }
 
+/// Writes one JSON object as a line on stdout. A closed stdout stops
+/// nothing: the run goes on as it would.
+pub fn print_json(object: &serde_json::Value) {
+    let mut out = io::stdout().lock();
+    let written = writeln!(out, "{object}").and_then(|_| out.flush());
+    if let Err(e) = written {
+        debug!("cannot write to stdout: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,15 +583,5 @@ mod tests {
         }
         // Catching is no use if the loop cannot read them.
         assert!(catch_signals().is_ok());
-    }
-}
-
-/// Writes one JSON object as a line on stdout. A closed stdout stops
-/// nothing: the run goes on as it would.
-pub fn print_json(object: &serde_json::Value) {
-    let mut out = io::stdout().lock();
-    let written = writeln!(out, "{object}").and_then(|_| out.flush());
-    if let Err(e) = written {
-        debug!("cannot write to stdout: {e}");
     }
 }

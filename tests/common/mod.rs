@@ -57,6 +57,11 @@
 //! | 61    | auth::peers_with_different_secrets_say_so_at_the_timeout |
 //! | 62    | auth::a_peer_without_the_secret_is_named         |
 //! | 63    | auth::an_unreadable_or_empty_secret_file_is_a_usage_error |
+//! | 64    | membership::a_killed_peer_is_reported_down_by_every_other |
+//! | 65    | membership::a_peer_that_leaves_is_reported_left_not_down |
+//! | 66    | membership::a_peer_restarted_after_leaving_is_welcomed_back |
+//! | 67    | membership::a_stopped_peer_is_down_then_up_when_continued |
+//! | 68-69 | (reserved for membership)                        |
 //! | 70    | logging::a_peer_whose_stderr_reader_has_gone_carries_on |
 //! | 71    | logging::a_stalled_stderr_does_not_stall_the_peer |
 //! | 72    | logging::peers_sharing_one_stderr_file_write_whole_lines |
@@ -372,7 +377,27 @@ impl Peer {
         pred: impl Fn(&str) -> bool,
         until: Instant,
     ) -> Option<String> {
-        let mut checked = 0;
+        self.wait_for_line_from(s, 0, pred, until)
+    }
+
+    /// How many lines `s` has carried so far: a mark for
+    /// [`Peer::wait_for_line_from`], to wait for a line that comes after
+    /// it (the second `down` of one entry, not the first again).
+    pub fn mark(&mut self, s: Stream) -> usize {
+        self.drain();
+        self.lines(s).len()
+    }
+
+    /// Like [`Peer::wait_for_line`], but only lines from the `from`-th on
+    /// (a [`Peer::mark`]) count.
+    pub fn wait_for_line_from(
+        &mut self,
+        s: Stream,
+        from: usize,
+        pred: impl Fn(&str) -> bool,
+        until: Instant,
+    ) -> Option<String> {
+        let mut checked = from.min(self.lines(s).len());
         loop {
             let lines = self.lines(s);
             if let Some(l) = lines[checked..].iter().find(|l| pred(l)) {
@@ -549,13 +574,25 @@ pub fn describe_status(st: ExitStatus) -> String {
 /// Arguments for running as `entry` of `hosts`, with the tests' short
 /// interval, the given total timeout and extra flags.
 pub fn peer_args(hosts: &Path, entry: &str, timeout: &str, extra: &[&str]) -> Vec<String> {
+    peer_args_every(hosts, entry, INTERVAL, timeout, extra)
+}
+
+/// As [`peer_args`], with heartbeat interval `interval` instead of the
+/// tests' short one.
+pub fn peer_args_every(
+    hosts: &Path,
+    entry: &str,
+    interval: &str,
+    timeout: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut a = vec![
         "--hosts".to_string(),
         hosts.display().to_string(),
         "--name".to_string(),
         entry.to_string(),
         "--interval".to_string(),
-        INTERVAL.to_string(),
+        interval.to_string(),
         "--timeout".to_string(),
         timeout.to_string(),
     ];
@@ -583,14 +620,53 @@ pub fn start_peers(
     timeout: &str,
     extra: &[&str],
 ) -> Vec<Peer> {
+    start_peers_every(hosts, entries, which, INTERVAL, timeout, extra)
+}
+
+/// As [`start_peers`], with heartbeat interval `interval`.
+pub fn start_peers_every(
+    hosts: &Path,
+    entries: &[String],
+    which: std::ops::Range<usize>,
+    interval: &str,
+    timeout: &str,
+    extra: &[&str],
+) -> Vec<Peer> {
     which
         .map(|i| {
             Peer::spawn(
                 &format!("peer{} ({})", i + 1, entries[i]),
-                &peer_args(hosts, &entries[i], timeout, extra),
+                &peer_args_every(hosts, &entries[i], interval, timeout, extra),
             )
         })
         .collect()
+}
+
+/// Waits until each of `peers` has carried a line on `s` matching `pred`,
+/// after its mark `from[k]` (see [`Peer::mark`]), all before `until`.
+/// For each peer, when the test read its line (to a few milliseconds: the
+/// peers are polled in turn) and the line; None for a peer without one.
+pub fn wait_each_line(
+    peers: &mut [&mut Peer],
+    s: Stream,
+    from: &[usize],
+    pred: impl Fn(&str) -> bool,
+    until: Instant,
+) -> Vec<Option<(Instant, String)>> {
+    assert_eq!(peers.len(), from.len(), "one mark per peer");
+    let mut seen: Vec<Option<(Instant, String)>> = vec![None; peers.len()];
+    while seen.iter().any(Option::is_none) && Instant::now() < until {
+        for (k, p) in peers.iter_mut().enumerate() {
+            if seen[k].is_some() {
+                continue;
+            }
+            let slice = deadline(Duration::from_millis(1)).min(until);
+            if let Some(l) = p.wait_for_line_from(s, from[k], &pred, slice) {
+                seen[k] = Some((Instant::now(), l));
+            }
+        }
+    }
+    seen
 }
 
 /// Wait until any of `peers` carries a line on `s` matching `pred`.
@@ -857,4 +933,96 @@ pub fn start_job_peers(
             Group::spawn(&format!("peer{} ({})", i + 1, entries[i]), &args)
         })
         .collect()
+}
+
+/// A log line's level (`INFO`, `WARN`, ...) and message: the line is
+/// `{RFC 3339 time} {LEVEL padded to 5} {message}`. None for a line of
+/// another shape.
+pub fn log_message(line: &str) -> Option<(&str, &str)> {
+    let (_, rest) = line.split_once(' ')?;
+    let level = rest.get(..5)?.trim_end();
+    let message = rest.get(5..)?.strip_prefix(' ')?;
+    Some((level, message))
+}
+
+/// How a peer's membership changes after READY, as the log reports them
+/// (the README's contract; the entry is the peer's entry as written):
+///
+/// - `<entry> suspect: not heard for <d>, probing it directly and through other peers` (INFO)
+/// - `<entry> down: silent for <d>` (WARN)
+/// - `<entry> up: heard again` (INFO)
+/// - `<entry> restarted (new incarnation): exchanging again` (INFO)
+/// - `<entry> left` (INFO)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Suspect,
+    Down,
+    Up,
+    Restarted,
+    Left,
+}
+
+impl Change {
+    pub const ALL: [Change; 5] = [
+        Change::Suspect,
+        Change::Down,
+        Change::Up,
+        Change::Restarted,
+        Change::Left,
+    ];
+
+    /// The level the change is logged at.
+    pub fn level(self) -> &'static str {
+        match self {
+            Change::Down => "WARN",
+            _ => "INFO",
+        }
+    }
+
+    /// Whether log message `message` reports this change of `entry`.
+    pub fn is(self, entry: &str, message: &str) -> bool {
+        let Some(rest) = message.strip_prefix(entry) else {
+            return false;
+        };
+        match self {
+            Change::Suspect => {
+                rest.starts_with(" suspect: not heard for ")
+                    && rest.ends_with(", probing it directly and through other peers")
+            }
+            Change::Down => rest.starts_with(" down: silent for "),
+            Change::Up => rest == " up: heard again",
+            Change::Restarted => rest == " restarted (new incarnation): exchanging again",
+            Change::Left => rest == " left",
+        }
+    }
+
+    /// A predicate on log lines: the line reports this change of `entry`.
+    pub fn of(self, entry: &str) -> impl Fn(&str) -> bool + use<> {
+        let entry = entry.to_string();
+        move |l: &str| log_message(l).is_some_and(|(_, m)| self.is(&entry, m))
+    }
+
+    /// A predicate on log lines: the line reports this change of any of
+    /// `entries`.
+    pub fn of_any(self, entries: &[String]) -> impl Fn(&str) -> bool + use<> {
+        let entries = entries.to_vec();
+        move |l: &str| log_message(l).is_some_and(|(_, m)| entries.iter().any(|e| self.is(e, m)))
+    }
+
+    /// The silence a `suspect` or `down` line reports (`not heard for
+    /// <d>`, `silent for <d>`).
+    pub fn silence(line: &str) -> Option<Duration> {
+        let (_, m) = log_message(line)?;
+        let rest = m
+            .split_once(" suspect: not heard for ")
+            .or_else(|| m.split_once(" down: silent for "))?
+            .1;
+        let d = rest.split_once(", probing").map_or(rest, |(d, _)| d);
+        humantime::parse_duration(d).ok()
+    }
+}
+
+/// The position of the first of `lines` matching `pred`.
+pub fn position(lines: &[String], pred: impl Fn(&str) -> bool) -> Option<usize> {
+    lines.iter().position(|l| pred(l))
 }

@@ -257,10 +257,10 @@ fn exit_on_down_stops_the_command_when_a_peer_dies() {
         let exiting = "exiting (3): a peer went down while the command ran";
         assert!(p.stderr_text().contains(exiting), "{}", p.describe());
     }
-    // Without the flag the others say it is silent and carry on.
-    let silent = format!("{} silent for", off[2]);
+    // Without the flag the others report it down and carry on.
+    let silent = format!("{} down: silent for", off[2]);
     for p in off_peers[..2].iter_mut() {
-        p.expect_line(Stream::Stderr, "silent", |l| l.contains(&silent), until);
+        p.expect_line(Stream::Stderr, "down", |l| l.contains(&silent), until);
     }
     let later = deadline(Duration::from_secs(1));
     for p in off_peers[..2].iter_mut() {

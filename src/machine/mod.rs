@@ -546,7 +546,8 @@ impl Node {
         [
             p.addrs.is_empty(),
             p.exchanged(),
-            p.liveness.gone(),
+            // A peer that left once READY was there: it still counts.
+            p.liveness == Liveness::Down || (p.liveness == Liveness::Left && !p.flags.ready),
             p.flags.ready,
             p.flags.done,
             p.flags.done && p.knows(self.epoch),

@@ -122,18 +122,6 @@ fn fingerprint_of(path: &Path) -> u64 {
     hosts::fingerprint(&hosts::parse(&text, 7610).expect("parse hosts file"))
 }
 
-/// SIGCONT on drop: a stopped peer never outlives its test stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // 1. --barrier never exits 0 without the barrier
 // ---------------------------------------------------------------------------

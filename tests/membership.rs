@@ -15,7 +15,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The peers' heartbeat interval.
@@ -109,18 +108,6 @@ fn stop_all(peers: &mut [&mut Peer]) {
     let until = deadline(WAIT);
     for p in peers.iter_mut() {
         p.expect_exit_after_one_ready(143, until);
-    }
-}
-
-/// SIGCONT on drop: a stopped peer never outlives its test stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
     }
 }
 

@@ -95,7 +95,7 @@ impl Node {
     pub(super) fn set_liveness(
         &mut self,
         i: usize,
-        to: super::detector::Liveness,
+        to: Liveness,
         now: Instant,
         out: &mut Vec<Action>,
     ) {

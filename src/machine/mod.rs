@@ -546,8 +546,7 @@ impl Node {
         [
             p.addrs.is_empty(),
             p.exchanged(),
-            // A peer that left once READY was there: it still counts.
-            p.liveness == Liveness::Down || (p.liveness == Liveness::Left && !p.flags.ready),
+            p.absent(),
             p.flags.ready,
             p.flags.done,
             p.flags.done && p.knows(self.epoch),
@@ -1649,7 +1648,8 @@ impl Node {
         self.peers
             .iter()
             .filter_map(|p| {
-                let silent = !p.heard_within(silent_after, now);
+                let left_ready = p.liveness == Liveness::Left && !p.absent();
+                let silent = !p.heard_within(silent_after, now) && !left_ready;
                 let not_ready = barrier && !p.flags.ready;
                 if p.exchanged() && !silent && !not_ready {
                     return None;

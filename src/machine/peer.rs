@@ -95,6 +95,16 @@ impl Peer {
             .copied()
     }
 
+    /// Not present for READY: down, or gone before it was READY itself (a
+    /// peer that left once READY was there).
+    pub(super) fn absent(&self) -> bool {
+        match self.liveness {
+            Liveness::Down => true,
+            Liveness::Left => !self.flags.ready,
+            Liveness::Alive | Liveness::Suspect => false,
+        }
+    }
+
     pub(super) fn exchanged(&self) -> bool {
         self.heartbeat.is_some() && self.ack.is_some()
     }

@@ -747,8 +747,7 @@ fn a_restarted_peer_is_exchanged_with_again_and_ready_is_not_repeated() {
     net.run_until(t0 + Duration::from_secs(1));
     assert!(net.ready_at.iter().all(Option::is_some));
     // Peer 2 crashes and comes back with a new incarnation.
-    net.nodes[1] = None;
-    net.ready_at[1] = None;
+    net.crash(1);
     net.run_until(t0 + Duration::from_secs(3));
     net.start(1, params(), 50);
     let restart = net.now;
@@ -1099,8 +1098,7 @@ fn a_restart_behind_the_clock_is_exchanged_with_on_both_sides() {
         net.start(1, p, 900);
         net.run_until(t0 + Duration::from_millis(20));
         assert!(net.ready_at.iter().all(Option::is_some));
-        net.nodes[1] = None;
-        net.ready_at[1] = None;
+        net.crash(1);
         net.now = t0 + Duration::from_millis(30);
         net.start(1, p, 500);
         net.run_until(t0 + Duration::from_millis(60));

@@ -1026,3 +1026,15 @@ impl Change {
 pub fn position(lines: &[String], pred: impl Fn(&str) -> bool) -> Option<usize> {
     lines.iter().position(|l| pred(l))
 }
+
+/// SIGCONT on drop: a stopped peer never outlives its test stopped.
+pub struct Resume(pub u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}

@@ -309,11 +309,14 @@ fn a_peer_restarted_after_leaving_is_welcomed_back() {
 
 /// Five peers at `-i 1s`; one is stopped (SIGSTOP) until every other peer
 /// reports it `down`, then continued (SIGCONT): every other peer reports
-/// it `up`, and not `restarted` (it is the same incarnation). Each process
-/// printed READY once.
+/// it `up`, and not `restarted` (it is the same incarnation). The
+/// continued peer finds every peer's thresholds long past, and their
+/// heartbeats waiting in its socket: it reports none of them `suspect` or
+/// `down`, since none was. Each process printed READY once.
 ///
 /// How it fails: a survivor that stops listening to a peer it took for
-/// down, or that takes the continued process for a new one.
+/// down, or that takes the continued process for a new one; a continued
+/// peer that accuses the live peers for its own stall.
 #[test]
 fn a_stopped_peer_is_down_then_up_when_continued() {
     const BLOCK: u16 = 67;
@@ -354,7 +357,21 @@ fn a_stopped_peer_is_down_then_up_when_continued() {
     }
     let mut all: Vec<&mut Peer> = peers.iter_mut().collect();
     stop_all(&mut all);
-    let (_, others, _) = split_out(&mut peers, SLEEPER);
+    let (sleeper, others, _) = split_out(&mut peers, SLEEPER);
+    let live: Vec<String> = e.iter().filter(|x| **x != entry).cloned().collect();
+    for change in [Change::Suspect, Change::Down] {
+        if let Some(l) = sleeper
+            .stderr_lines()
+            .iter()
+            .find(|l| change.of_any(&live)(l))
+        {
+            panic!(
+                "{}: reported a live peer {change:?} after its own stall: {l:?}\n{}",
+                sleeper.label.clone(),
+                brief(sleeper)
+            );
+        }
+    }
     for p in others {
         if let Some(l) = p
             .stderr_lines()

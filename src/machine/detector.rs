@@ -81,14 +81,26 @@ impl Node {
         if !p.silence_watched || p.liveness.gone() {
             return None;
         }
-        let after = if !p.probing {
-            self.params.overdue_after()
+        let (overdue, suspect, down) = (
+            self.params.overdue_after(),
+            self.params.suspect_after(),
+            self.params.silent_after(),
+        );
+        let (after, share) = if !p.probing {
+            (overdue, Duration::ZERO)
         } else if p.liveness == Liveness::Alive {
-            self.params.suspect_after()
+            (suspect, suspect - overdue)
         } else {
-            self.params.silent_after()
+            (down, down - suspect)
         };
-        self.alive_at(i).map(|t| t + after)
+        // A stage is entered no sooner than its share of time after the
+        // one before: a node that was itself stalled (stopped, starved of
+        // CPU) finds every threshold long past when it runs again, and
+        // must first probe and read what waits in its socket, not accuse
+        // every peer in one pass.
+        let since = p.stage_since.filter(|_| p.probing).map(|t| t + share);
+        self.alive_at(i)
+            .map(|t| (t + after).max(since.unwrap_or(t)))
     }
 
     /// Peer `i`'s liveness becomes `to`: the change is reported once.

@@ -480,6 +480,7 @@ impl Node {
                 leave_pending: false,
                 silence_watched: false,
                 probing: false,
+                stage_since: None,
                 next_heartbeat: None,
                 ack_due: None,
                 answer: false,
@@ -789,11 +790,12 @@ impl Node {
                         self.timers.push(due, i, Timer::Silence);
                         continue;
                     }
-                    let p = &self.peers[i];
+                    let p = &mut self.peers[i];
+                    p.stage_since = Some(now);
                     if !p.probing {
                         // Overdue: ask it, directly and through others.
-                        self.peers[i].probing = true;
-                        self.peers[i].tries = 0;
+                        p.probing = true;
+                        p.tries = 0;
                         self.schedule(i, now);
                     } else if p.liveness == Liveness::Alive {
                         self.set_liveness(i, Liveness::Suspect, now, out);
@@ -1352,6 +1354,17 @@ impl Node {
         }
     }
 
+    /// Every peer was heard within the silence threshold (or left once
+    /// READY). The detector takes a peer for down one stage at a time, so
+    /// a node that ran late may not have yet: READY looks for itself. It
+    /// looks only while the counts allow READY and READY has not come.
+    fn none_silent(&self, now: Instant) -> bool {
+        let threshold = self.params.silent_after();
+        self.peers
+            .iter()
+            .all(|p| p.heard_within(threshold, now) || p.liveness == Liveness::Left)
+    }
+
     /// Moves the state forward as far as the records allow; says where in
     /// `out` the READY event went, if READY was announced.
     fn advance(&mut self, now: Instant, out: &mut Vec<Action>) -> Option<usize> {
@@ -1360,11 +1373,10 @@ impl Node {
         if self.state == State::Discovering && self.counts.unresolved == 0 {
             self.state = State::Exchanging;
         }
-        // Silences due were taken before: not silent is heard within the
-        // threshold.
         if matches!(self.state, State::Discovering | State::Exchanging)
             && self.counts.exchanged == n
             && self.counts.silent == 0
+            && self.none_silent(now)
         {
             // The state never moves back, so this happens once a process.
             self.state = State::Ready { since: now };

@@ -57,6 +57,9 @@ pub(super) struct Peer {
     /// Overdue (not heard for [`super::Params::overdue_after`]): asked for
     /// an answer until it is heard.
     pub(super) probing: bool,
+    /// When it entered its current stage of silence (overdue, suspect):
+    /// the next stage comes no sooner than its share of time after this.
+    pub(super) stage_since: Option<Instant>,
     /// When our next heartbeat to it is due: the next retry while we ask
     /// it for an answer, the next at the interval otherwise.
     pub(super) next_heartbeat: Option<Instant>,

@@ -183,7 +183,13 @@ struct Net {
     rng: u64,
     /// Links cut: (from, to) pairs whose datagrams are lost.
     cut: Vec<(usize, usize)>,
+    /// Nodes stopped (SIGSTOP): the node, and the datagrams waiting in
+    /// its socket.
+    paused: Vec<Option<(Node, Backlog)>>,
 }
+
+/// Datagrams waiting in a stopped node's socket: (source, datagram).
+type Backlog = Vec<(SocketAddr, Message)>;
 
 impl Net {
     fn new(n: usize, t0: Instant) -> Net {
@@ -201,6 +207,7 @@ impl Net {
             loss: 0.0,
             rng: 1,
             cut: Vec::new(),
+            paused: (0..n).map(|_| None).collect(),
         }
     }
 
@@ -243,6 +250,11 @@ impl Net {
 
     fn input(&mut self, i: usize, input: Input) {
         let Some(node) = self.nodes[i].as_mut() else {
+            if let (Some((_, backlog)), Input::Datagram { from, message }) =
+                (self.paused[i].as_mut(), input)
+            {
+                backlog.extend(message.ok().map(|m| (from, m)));
+            }
             return;
         };
         let mut out = Vec::new();
@@ -2029,6 +2041,48 @@ impl Net {
     fn crash(&mut self, i: usize) {
         self.nodes[i] = None;
         self.ready_at[i] = None;
+    }
+
+    /// Node `i` stops (SIGSTOP): it runs no timer and reads nothing, and
+    /// what is sent to it waits in its socket.
+    fn pause(&mut self, i: usize) {
+        let node = self.nodes[i].take().expect("running");
+        self.paused[i] = Some((node, Vec::new()));
+    }
+
+    /// Node `i` runs again (SIGCONT): its timers first, as a loop woken
+    /// late finds them, then what waits in its socket.
+    fn resume(&mut self, i: usize) {
+        let (node, backlog) = self.paused[i].take().expect("paused");
+        self.nodes[i] = Some(node);
+        self.input(i, Input::Tick);
+        for (from, message) in backlog {
+            let message = Ok(message);
+            self.input(i, Input::Datagram { from, message });
+        }
+    }
+}
+
+#[test]
+fn a_node_stopped_for_seconds_accuses_nobody_when_it_runs_again() {
+    // Every threshold of every peer is long past when node 0 runs again,
+    // and its socket holds their heartbeats: it must probe and read them
+    // before accusing anyone. The others, which did not hear it, report
+    // it suspect, down and then up.
+    let t0 = Instant::now();
+    let mut net = ready_cluster(4, t0);
+    let stop = net.now;
+    net.pause(0);
+    net.run_until(stop + Duration::from_secs(5));
+    net.resume(0);
+    net.run_until(stop + Duration::from_secs(15));
+    for j in 1..4 {
+        assert!(
+            net.about(0, j).is_empty(),
+            "0 about {j}: {:?}",
+            net.about(0, j)
+        );
+        assert_eq!(net.about(j, 0), ["suspect", "down", "up"], "{j} about 0");
     }
 }
 

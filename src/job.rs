@@ -83,14 +83,6 @@ pub fn display(command: &[OsString]) -> String {
     words.join(" ")
 }
 
-/// A signal's name, for Linux's numbers: SIGKILL too, which is no stop.
-pub fn signal_name(signal: u8) -> String {
-    match signal {
-        9 => "SIGKILL".into(),
-        n => Stop(n).name(),
-    }
-}
-
 /// Why the command could not be started, in a shell's words.
 #[derive(Debug)]
 pub struct SpawnError {
@@ -405,7 +397,5 @@ mod tests {
         let words = ["sh", "-c", "echo \"$X\"; exit 7", "", "a=b,c/d"];
         let command: Vec<OsString> = words.iter().map(OsString::from).collect();
         assert_eq!(display(&command), r#"sh -c 'echo "$X"; exit 7' '' a=b,c/d"#);
-        assert_eq!(signal_name(9), "SIGKILL");
-        assert_eq!(signal_name(15), "SIGTERM");
     }
 }

@@ -331,7 +331,7 @@ impl Io {
     }
 
     fn signal_job(&mut self, signal: u8) {
-        let name = job::signal_name(signal);
+        let name = Stop(signal).name();
         match self.job.as_mut().map(|job| job.signal(signal)) {
             Some(Ok(Some(pid))) => info!("sent {name} to the command (pid {pid})"),
             Some(Ok(None)) | None => debug!("{name} not sent: the command does not run"),

@@ -192,7 +192,7 @@ impl Message {
     pub fn ack(&self) -> Option<(u64, u64)> {
         match self.kind {
             Kind::Ack => Some((self.echo, self.acked)),
-            Kind::Heartbeat if self.echo != 0 => Some((self.echo, self.acked)),
+            Kind::Heartbeat | Kind::Leave if self.echo != 0 => Some((self.echo, self.acked)),
             _ => None,
         }
     }

@@ -11,6 +11,8 @@
 //!   leaves the cluster, and exits when the command has.
 //! - With `--exit-on-down`, a peer reported down while it runs stops it:
 //!   SIGTERM, then SIGKILL after [`KILL_GRACE`].
+//! - So does finding, while it runs, that this process is listed twice in
+//!   the hosts file: the node leaves, and exits 2 once the command has.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -69,10 +71,12 @@ pub(super) enum Job {
     /// Not started (or there is none).
     Waiting,
     Running,
-    /// Told to stop because a peer went down: SIGKILL at `kill_at`, unless
-    /// it has exited by then (`None` once sent).
+    /// Told to stop (SIGTERM) because a peer went down (`then` is
+    /// `None`: [`Reason::PeerDown`]) or for `then`: SIGKILL at `kill_at`,
+    /// unless it has exited by then (`None` once sent).
     Stopping {
         kill_at: Option<Instant>,
+        then: Option<Reason>,
     },
     Ended,
 }
@@ -81,6 +85,11 @@ impl Node {
     /// True once the command has started: the timeout no longer applies.
     pub(super) fn job_started(&self) -> bool {
         self.job != Job::Waiting
+    }
+
+    /// The command is being stopped for a reason of the node's own.
+    pub(super) fn job_stopping_for_a_reason(&self) -> bool {
+        matches!(self.job, Job::Stopping { then: Some(_), .. })
     }
 
     /// Starts the command, if there is one and it has not started.
@@ -108,36 +117,73 @@ impl Node {
     pub(super) fn peer_down_for_job(&mut self, now: Instant, out: &mut Vec<Action>) {
         let exit_on_down = self.params.job.is_some_and(|j| j.exit_on_down);
         if exit_on_down && self.job == Job::Running {
-            self.job = Job::Stopping {
-                kill_at: Some(now + KILL_GRACE),
-            };
-            out.push(Action::SignalJob(Stop::TERMINATE.0));
+            self.terminate_job(None, now, out);
         }
+    }
+
+    /// The node must end for `reason` while the command runs: it is told
+    /// to stop as under `--exit-on-down`, the node leaves the cluster, and
+    /// exits for `reason` once the command has. False if no command runs
+    /// (the node ends at once); true, and nothing done again, if it is
+    /// already being stopped for a reason.
+    pub(super) fn end_job_for(
+        &mut self,
+        reason: Reason,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        match self.job {
+            Job::Waiting | Job::Ended => false,
+            Job::Stopping { then: Some(_), .. } => true,
+            Job::Running | Job::Stopping { then: None, .. } => {
+                self.terminate_job(Some(reason), now, out);
+                self.start_leaving(now);
+                true
+            }
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after [`KILL_GRACE`]; then the node ends for
+    /// `then`.
+    fn terminate_job(&mut self, then: Option<Reason>, now: Instant, out: &mut Vec<Action>) {
+        self.job = Job::Stopping {
+            kill_at: Some(now + KILL_GRACE),
+            then,
+        };
+        out.push(Action::SignalJob(Stop::TERMINATE.0));
     }
 
     /// The command's deadline: when it gets SIGKILL.
     pub(super) fn job_deadline(&self) -> Option<Instant> {
         match self.job {
-            Job::Stopping { kill_at } => kill_at,
+            Job::Stopping { kill_at, .. } => kill_at,
             _ => None,
         }
     }
 
     /// Sends SIGKILL when the grace after SIGTERM is over.
     pub(super) fn job_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if let Job::Stopping { kill_at: Some(t) } = self.job
+        if let Job::Stopping {
+            kill_at: Some(t),
+            then,
+        } = self.job
             && now >= t
         {
-            self.job = Job::Stopping { kill_at: None };
+            self.job = Job::Stopping {
+                kill_at: None,
+                then,
+            };
             out.push(Action::SignalJob(9));
         }
     }
 
-    /// The command ended: so does the node, with its status, or with
-    /// [`Reason::PeerDown`] if a peer going down stopped it.
+    /// The command ended: so does the node, with its status, with
+    /// [`Reason::PeerDown`] if a peer going down stopped it, or for the
+    /// reason it was stopped for.
     pub(super) fn job_ended(&mut self, end: JobEnd, now: Instant, out: &mut Vec<Action>) {
         let reason = match self.job {
-            Job::Stopping { .. } => Reason::PeerDown(end),
+            Job::Stopping { then: None, .. } => Reason::PeerDown(end),
+            Job::Stopping { then: Some(r), .. } => r,
             _ => Reason::JobEnded(end),
         };
         self.job = Job::Ended;

@@ -224,28 +224,49 @@ impl Stop {
     pub const INTERRUPT: Stop = Stop(2);
     pub const TERMINATE: Stop = Stop(15);
 
-    /// Its name, for Linux's numbers.
+    /// Its name, for Linux's numbers (x86, Arm and most others; 32 and
+    /// above are real-time signals).
     pub fn name(self) -> String {
-        let known = match self.0 {
-            1 => "SIGHUP",
-            2 => "SIGINT",
-            3 => "SIGQUIT",
-            5 => "SIGTRAP",
-            10 => "SIGUSR1",
-            12 => "SIGUSR2",
-            14 => "SIGALRM",
-            15 => "SIGTERM",
-            16 => "SIGSTKFLT",
-            24 => "SIGXCPU",
-            25 => "SIGXFSZ",
-            26 => "SIGVTALRM",
-            27 => "SIGPROF",
-            29 => "SIGIO",
-            30 => "SIGPWR",
-            31 => "SIGSYS",
-            n => return format!("signal {n}"),
-        };
-        known.into()
+        const NAMES: [&str; 31] = [
+            "SIGHUP",
+            "SIGINT",
+            "SIGQUIT",
+            "SIGILL",
+            "SIGTRAP",
+            "SIGABRT",
+            "SIGBUS",
+            "SIGFPE",
+            "SIGKILL",
+            "SIGUSR1",
+            "SIGSEGV",
+            "SIGUSR2",
+            "SIGPIPE",
+            "SIGALRM",
+            "SIGTERM",
+            "SIGSTKFLT",
+            "SIGCHLD",
+            "SIGCONT",
+            "SIGSTOP",
+            "SIGTSTP",
+            "SIGTTIN",
+            "SIGTTOU",
+            "SIGURG",
+            "SIGXCPU",
+            "SIGXFSZ",
+            "SIGVTALRM",
+            "SIGPROF",
+            "SIGWINCH",
+            "SIGIO",
+            "SIGPWR",
+            "SIGSYS",
+        ];
+        match usize::from(self.0)
+            .checked_sub(1)
+            .and_then(|i| NAMES.get(i))
+        {
+            Some(name) => (*name).into(),
+            None => format!("signal {}", self.0),
+        }
     }
 }
 
@@ -964,6 +985,9 @@ impl Node {
                 && msg.incarnation == self.incarnation
                 && let Some(i) = self.slot(msg.to)
             {
+                if self.job_stopping_for_a_reason() {
+                    return;
+                }
                 let (ours, our_line) = self.own.clone();
                 let other = &self.peers[i];
                 out.push(Action::Event(Event::ListedTwice {
@@ -972,6 +996,9 @@ impl Node {
                     other: other.name.clone(),
                     other_line: other.line,
                 }));
+                if self.end_job_for(Reason::ListedTwice, now, out) {
+                    return;
+                }
                 return self.finish(Reason::ListedTwice, now, out);
             }
             return self.dropped(Drop::NotForUs, from, now, out);
@@ -1014,7 +1041,7 @@ impl Node {
             Kind::Ack if never_sent || ack.is_none() => {
                 return self.dropped(Drop::BogusAck, from, now, out);
             }
-            Kind::Heartbeat if ack.is_some() && never_sent => {
+            Kind::Heartbeat | Kind::Leave if ack.is_some() && never_sent => {
                 return self.dropped(Drop::BogusAck, from, now, out);
             }
             // The answer to a replay of our previous process's heartbeat.
@@ -1103,6 +1130,15 @@ impl Node {
             self.acknowledged(i, acked, now);
         }
         self.recounted(i, before);
+        let p = &self.peers[i];
+        if !was_exchanged && p.exchanged() {
+            let have = 1 + self.counts.exchanged;
+            out.push(Action::Event(Event::Exchanged {
+                peer: self.who(i),
+                have,
+                total: self.total,
+            }));
+        }
         if msg.kind == Kind::Leave {
             return self.peer_left(i, from, &msg, now, out);
         }
@@ -1125,15 +1161,6 @@ impl Node {
                 self.heard(i, now);
             }
             _ => self.heard(i, now),
-        }
-        let p = &self.peers[i];
-        if !was_exchanged && p.exchanged() {
-            let have = 1 + self.counts.exchanged;
-            out.push(Action::Event(Event::Exchanged {
-                peer: self.who(i),
-                have,
-                total: self.total,
-            }));
         }
     }
 

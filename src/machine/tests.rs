@@ -1996,6 +1996,100 @@ fn a_stop_signal_goes_to_the_command_and_its_end_is_the_exit() {
     assert_eq!(exit_of(&out).map(|r| r.exit().code()), Some(143));
 }
 
+#[test]
+fn a_leave_carrying_the_last_acknowledgement_completes_the_exchange() {
+    // Peer 2 became READY and left at once (its command exited): its
+    // acknowledgement of our heartbeat rode on its leave.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, started) = node(2, 1, params(), t0);
+    let ours = heartbeats_to(&started, addr(2))[0];
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    let leave = Message {
+        kind: Kind::Leave,
+        ask: false,
+        flags: Flags {
+            ready: true,
+            ..Flags::default()
+        },
+        seq: 2,
+        ..ack_of(&ours, 9)
+    };
+    let out = deliver(&mut n, addr(2), leave, t0 + 2 * MS);
+    assert!(
+        has_event(&out, |e| matches!(e, Event::Exchanged { .. })),
+        "{out:?}"
+    );
+    assert!(
+        has_event(&out, |e| matches!(e, Event::Left { .. })),
+        "{out:?}"
+    );
+    assert!(has_ready(&out), "{out:?}");
+    // A leave acknowledging a heartbeat never sent is dropped.
+    let (mut n, _) = node(2, 1, params(), t0);
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    let bogus = Message {
+        acked: 999,
+        ..leave
+    };
+    let out = deliver(&mut n, addr(2), bogus, t0 + 2 * MS);
+    assert!(!has_ready(&out), "{out:?}");
+    assert!(!has_event(&out, |e| matches!(e, Event::Left { .. })));
+}
+
+#[test]
+fn signals_are_named_by_linux_numbers() {
+    // signal(7), the x86/Arm column.
+    let names = [
+        (1, "SIGHUP"),
+        (2, "SIGINT"),
+        (6, "SIGABRT"),
+        (9, "SIGKILL"),
+        (11, "SIGSEGV"),
+        (13, "SIGPIPE"),
+        (15, "SIGTERM"),
+        (17, "SIGCHLD"),
+        (19, "SIGSTOP"),
+        (28, "SIGWINCH"),
+        (31, "SIGSYS"),
+    ];
+    for (n, name) in names {
+        assert_eq!(Stop(n).name(), name);
+    }
+    assert_eq!(Stop(0).name(), "signal 0");
+    assert_eq!(Stop(34).name(), "signal 34");
+}
+
+#[test]
+fn listed_twice_while_the_command_runs_stops_it_and_then_exits_2() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, started) = node(2, 1, with_job(false), t0);
+    let ours = heartbeats_to(&started, addr(2))[0];
+    let mut out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    out.extend(deliver(&mut n, addr(2), ack_of(&ours, 9), t0 + MS));
+    assert!(out.contains(&Action::StartJob), "{out:?}");
+    // Our own heartbeat to entry 2 comes back to us: entry 2 is this
+    // process too (its name now resolves to our address).
+    let listed_twice = |a: &Action| matches!(a, Action::Event(Event::ListedTwice { .. }));
+    let out = deliver(&mut n, addr(1), ours, t0 + 2 * MS);
+    assert_eq!(out.iter().filter(|a| listed_twice(a)).count(), 1, "{out:?}");
+    assert!(out.contains(&Action::SignalJob(15)), "{out:?}");
+    assert_eq!(exit_of(&out), None, "the node waits for the command");
+    // Said once, signalled once.
+    let out = deliver(&mut n, addr(1), ours, t0 + 3 * MS);
+    assert!(
+        !out.iter()
+            .any(|a| listed_twice(a) || matches!(a, Action::SignalJob(_)))
+    );
+    let mut out = step(&mut n, Input::JobEnded(JobEnd::Killed(15)), t0 + 4 * MS);
+    if exit_of(&out).is_none() {
+        out = run_to_exit(&mut n).1;
+    }
+    assert_eq!(exit_of(&out), Some(Reason::ListedTwice));
+    assert_eq!(Reason::ListedTwice.exit().code(), 2);
+}
+
 // ---------------------------------------------------------------------
 // Membership: the exact events each node reports about a peer that is
 // killed, stopped, restarted, partitioned away or behind a one-way link.

@@ -35,6 +35,7 @@
 //! | 34    | lifecycle::env_vars_replace_flags                |
 //! | 35    | lifecycle::flags_win_over_env_vars               |
 //! | 36    | lifecycle::ready_to_stderr                       |
+//! | 37    | job::a_command_that_exits_at_once_strands_no_other_peer |
 //! | 40    | faults::hostile_datagrams_are_dropped            |
 //! | 41    | faults::flood_does_not_starve_heartbeats         |
 //! | 42    | job::the_command_runs_after_ready_and_knows_its_place |
@@ -80,6 +81,7 @@
 //! | 92    | adversity::a_port_taken_by_another_cluster_is_named_as_such |
 //! | 93    | adversity::thousands_of_unresolvable_names_use_few_threads |
 //! | 94    | adversity::a_process_started_after_the_barrier_passed_is_told_so |
+//! | 95-96 | detect (measurements, `--ignored`)               |
 //! | 99    | the unit tests of src/sockets.rs                 |
 //!
 //! `netns::eight_peers_under_random_loss` needs no block: its peers run in

@@ -71,7 +71,7 @@ $(CLASSIC_BIN): bench/classic.c
 	mkdir -p $(@D)
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
 
-bench: build $(CLASSIC_BIN) ## rollcall side by side with classic, floor and Serf: latency, datagrams, CPU, memory, loss (QUICK=1: under 2 min; writes target/bench/)
+bench: build static $(CLASSIC_BIN) ## rollcall side by side with classic, floor and Serf: latency, datagrams, CPU, memory, loss (QUICK=1: under 2 min; writes target/bench/)
 	@if ! command -v serf >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "bench: installing serf (apt-get install -y serf)"; \

@@ -6,6 +6,10 @@ pip when missing; without it the chart is skipped with a line saying so).
 
 Systems (--systems):
   rollcall  the binary under test (--bin), through its CLI only.
+  static    the same sources linked statically (--static-bin, `make
+            static`): the binary of the container image. It starts
+            without the dynamic loader and maps no shared libc, so
+            process start and resident memory are smaller.
   classic   bench/classic.c (--classic; `make bench` builds it with gcc -O2
             into target/bench/classic, and this script does when missing):
             a select() loop that heartbeats every 2 s each peer that has not
@@ -169,7 +173,7 @@ SIM_LINE = re.compile(
     r"^SIM peers=(\d+) loss=([\d.]+) ready_ms=([\d.eE+-]+|NaN) datagrams=(\d+) minimum=(\d+)(?:\s.*)?$"
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SYSTEMS = ["rollcall", "classic", "floor", "serf"]
+SYSTEMS = ["rollcall", "static", "classic", "floor", "serf"]
 SCENARIOS = ["start", "join", "loss", "idle", "sim"]
 LOSS_CONFIGS = [(8, 10), (8, 30), (16, 10), (16, 30)]
 QUICK_LOSS_CONFIGS = [(8, 30)]
@@ -577,6 +581,10 @@ class System:
 
 class Rollcall(System):
     name = "rollcall"
+
+    def __init__(self, path: str, name: str = "rollcall"):
+        super().__init__(path)
+        self.name = name
 
     def argv(self, cl, i):
         a = [self.path, "--hosts", str(cl.hosts), "--name", cl.entries[i - 1], "--timeout", "30m"]
@@ -1589,7 +1597,7 @@ def chart(res: Results, systems: list[str], sizes, join_sizes, loss_cfgs, path: 
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("peers N")
 
-    colors = {"rollcall": "tab:blue", "classic": "tab:orange", "floor": "tab:green", "serf": "tab:purple"}
+    colors = {"rollcall": "tab:blue", "static": "tab:cyan", "classic": "tab:orange", "floor": "tab:green", "serf": "tab:purple"}
     fig, axes = plt.subplots(2, 2, figsize=(14, 10))
 
     def lat_panel(ax, scenario, ns, ttl):
@@ -1719,6 +1727,11 @@ def main() -> int:
         action="store_true",
         help="add 512 peers to the sizes (heavy on 2 cores: a run may take minutes, bounded by --wait + 0.25 s per peer)",
     )
+    ap.add_argument(
+        "--static-bin",
+        default=str(ROOT / "target/x86_64-unknown-linux-gnu/release/rollcall"),
+        help="the statically linked rollcall of system static (default: that of make static)",
+    )
     ap.add_argument("--systems", type=parse_list(SYSTEMS), default=SYSTEMS, help=f"default {','.join(SYSTEMS)}")
     ap.add_argument(
         "--scenarios",
@@ -1790,6 +1803,11 @@ def main() -> int:
                 print(f"bench: {args.bin}: no such executable (run 'make build', or pass --bin)", file=sys.stderr)
                 return 2
             systems[name] = Rollcall(args.bin)
+        elif name == "static":
+            if os.access(args.static_bin, os.X_OK):
+                systems[name] = Rollcall(args.static_bin, "static")
+            else:
+                say(f"SKIP static: {args.static_bin} missing (make static builds it; make bench does)")
         elif name in ("classic", "floor"):
             if not os.access(args.classic, os.X_OK) and Path(args.classic) == ROOT / "target/bench/classic":
                 if shutil.which("gcc"):

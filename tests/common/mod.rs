@@ -81,11 +81,13 @@
 //! | 92    | adversity::a_port_taken_by_another_cluster_is_named_as_such |
 //! | 93    | adversity::thousands_of_unresolvable_names_use_few_threads |
 //! | 94    | adversity::a_process_started_after_the_barrier_passed_is_told_so |
-//! | 95-96 | detect (measurements, `--ignored`)               |
+//! | 95    | detect::a_killed_peer_is_reported_down_within_3s (`--ignored`) |
 //! | 99    | the unit tests of src/sockets.rs                 |
 //!
-//! `netns::eight_peers_under_random_loss` needs no block: its peers run in
-//! network namespaces of their own, on addresses that exist only there.
+//! `netns::eight_peers_under_random_loss` and
+//! `detect::sixteen_live_peers_under_20_percent_loss_are_never_down` need no
+//! block: their peers run in network namespaces of their own, on addresses
+//! that exist only there.
 //!
 //! Tests without a block (`--help`, `--version`, unknown flag, bare `-h`,
 //! a FIFO or `/dev/zero` as the hosts file) never get as far as binding a

@@ -102,16 +102,21 @@ clean: ## remove build output and bench results (target/)
 # ---------------------------------------------------------------------------
 IMAGE      ?= rollcall:latest
 STATIC_BIN := target/x86_64-unknown-linux-gnu/release/rollcall
+STATIC_RUSTFLAGS := -C target-feature=+crt-static
 COMPOSE    ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo docker compose; fi)
 
-.PHONY: static image compose-up compose-down smoke
+.PHONY: static image job-static compose-up compose-down smoke
 
 static: ## the statically linked binary that goes into the image
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target x86_64-unknown-linux-gnu
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target x86_64-unknown-linux-gnu
 
 image: static ## build the container image rollcall:latest (FROM scratch, around the binary of `make static`)
 	docker build -q -t $(IMAGE) .
 	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+# The same flags as `static`, so the two builds share their dependencies.
+job-static: ## the example job examples/hello-job.rs, linked statically like the image's binary
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target x86_64-unknown-linux-gnu --example hello-job
 
 compose-up: image ## build the image, then five peers in docker compose (compose.yaml), in the foreground; Ctrl-C stops them
 	$(COMPOSE) up --force-recreate

@@ -132,5 +132,5 @@ compose-up: image ## build the image, then five peers in docker compose (compose
 compose-down: ## remove the compose cluster
 	$(COMPOSE) down --remove-orphans
 
-smoke: image ## build the image, then the container smoke tests: six docker compose scenarios (SMOKE="restart stop" runs some)
+smoke: job-image ## build the images, then the container smoke tests: seven docker compose scenarios (SMOKE="restart stop" runs some)
 	scripts/smoke.sh $(SMOKE)

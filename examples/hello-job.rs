@@ -41,8 +41,8 @@ fn main() -> ExitCode {
         unreachable!("one value per variable")
     };
     let line = format!("peer {index} of {size} ({name}): {peers}\n");
-    // One write, so that the line is never torn, and a closed stdout is an
-    // error rather than a panic.
+    // One write, so that the line is never torn, and a failing stdout (a
+    // pipe closed by its reader) is an exit status of 1 rather than a panic.
     match io::stdout().lock().write_all(line.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -15,6 +15,8 @@
 #   TARGET      the fuzz target of `make fuzz`: decode (default) or hosts
 #   IMAGE       the image `make image` builds (default rollcall:latest; the
 #               compose files and deploy/k8s name rollcall:latest)
+#   JOB_IMAGE   the image `make job-image` builds (default
+#               rollcall-hello-job:latest, which deploy/compose/job names)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -102,16 +104,27 @@ clean: ## remove build output and bench results (target/)
 # ---------------------------------------------------------------------------
 IMAGE      ?= rollcall:latest
 STATIC_BIN := target/x86_64-unknown-linux-gnu/release/rollcall
+STATIC_RUSTFLAGS := -C target-feature=+crt-static
+# A job's own image with rollcall copied in front of it (deploy/compose/job).
+JOB_IMAGE  ?= rollcall-hello-job:latest
 COMPOSE    ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo docker compose; fi)
 
-.PHONY: static image compose-up compose-down smoke
+.PHONY: static image job-static job-image compose-up compose-down smoke
 
 static: ## the statically linked binary that goes into the image
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target x86_64-unknown-linux-gnu
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target x86_64-unknown-linux-gnu
 
 image: static ## build the container image rollcall:latest (FROM scratch, around the binary of `make static`)
 	docker build -q -t $(IMAGE) .
 	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+# The same flags as `static`, so the two builds share their dependencies.
+job-static: ## the example job examples/hello-job.rs, linked statically like the image's binary
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target x86_64-unknown-linux-gnu --example hello-job
+
+job-image: image job-static ## build rollcall-hello-job:latest: a job's own image with rollcall in front (deploy/compose/job)
+	docker build -q -t $(JOB_IMAGE) --build-arg ROLLCALL_IMAGE=$(IMAGE) -f deploy/compose/job/Dockerfile .
+	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(JOB_IMAGE)
 
 compose-up: image ## build the image, then five peers in docker compose (compose.yaml), in the foreground; Ctrl-C stops them
 	$(COMPOSE) up --force-recreate
@@ -119,5 +132,5 @@ compose-up: image ## build the image, then five peers in docker compose (compose
 compose-down: ## remove the compose cluster
 	$(COMPOSE) down --remove-orphans
 
-smoke: image ## build the image, then the container smoke tests: six docker compose scenarios (SMOKE="restart stop" runs some)
+smoke: job-image ## build the images, then the container smoke tests: seven docker compose scenarios (SMOKE="restart stop" runs some)
 	scripts/smoke.sh $(SMOKE)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Container smoke tests: the image rollcall:latest in docker compose, one
-# compose project per scenario, each one always removed again.
+# Container smoke tests: the image rollcall:latest (and, for the scenario
+# job, the image rollcall-hello-job:latest built on it) in docker compose,
+# one compose project per scenario, each one always removed again.
 #
 # usage: scripts/smoke.sh [--auto] [--build] [SCENARIO...]
 #        scripts/smoke.sh --cleanup
@@ -10,8 +11,9 @@
 #   --auto       for `make test`: without a reachable Docker engine (or a
 #                compose tool) print one `smoke: SKIPPED: ...` line and exit
 #                0, except under CI=true, where that is a failure; otherwise
-#                build the image (`$MAKE -C ROOT image`) and run
-#   --build      build the image first (implied by --auto)
+#                build the images (`$MAKE -C ROOT job-image`, or `image` when
+#                the scenario job is not run) and run
+#   --build      build the images first (implied by --auto)
 #   --cleanup    remove what an earlier run left behind (containers and
 #                networks of compose projects rcsmoke-*; also those of a run
 #                still going, so not while one is), then exit
@@ -28,6 +30,13 @@
 #               the others exit 124 at their timeout naming it missing
 #   stop        `docker stop` of a READY peer: exit 143 in well under 3 s
 #   classic     deploy/compose/classic/compose.yaml as written: all READY
+#   job         a job behind rollcall --barrier in its own image
+#               (deploy/compose/job): its compose.yaml as written, each peer
+#               prints READY and its own line, exits 0; then staged: four
+#               peers up print nothing; the fifth up but cut off from peer4,
+#               so peer1..peer3 are READY and peer4, peer5 not: still no
+#               job output; peer4 reconnected: every job starts after that,
+#               prints its own index line and the full peer list, exits 0
 #
 # Environment: COMPOSE (the compose command; default docker-compose, or
 # "docker compose" when there is no docker-compose), MAKE (default make),
@@ -48,8 +57,11 @@ root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 # The image that `make image` builds and that the classic compose file names.
 image=rollcall:latest
 classic_file=$root/deploy/compose/classic/compose.yaml
+# The job's own image that `make job-image` builds, and its compose file.
+job_image=rollcall-hello-job:latest
+job_file=$root/deploy/compose/job/compose.yaml
 
-all_scenarios=(ready late-start restart partition stop classic)
+all_scenarios=(ready late-start restart partition stop classic job)
 declare -A title=(
 	[ready]="five peers start together: READY once each, healthcheck healthy"
 	[late-start]="four peers start, the fifth 10 s later: READY within a round trip"
@@ -57,10 +69,12 @@ declare -A title=(
 	[partition]="a peer cut off its network: the others exit 124 naming it missing"
 	[stop]="docker stop of a READY peer: exit 143, promptly"
 	[classic]="the classic layout (deploy/compose/classic) as written: all READY"
+	[job]="a job behind --barrier (deploy/compose/job): it runs once every peer is READY"
 )
 
 usage() {
-	sed -n '5,43s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	# The comment block from the usage line to the first line of code.
+	awk '/^# usage:/ { on = 1 } on && !/^#/ { exit } on { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 die_usage() {
 	printf '%s: %s (see %s --help)\n' "$prog" "$*" "$0" >&2
@@ -196,14 +210,27 @@ if ((cleanup_only)); then
 fi
 
 [[ -f $classic_file ]] || setup_failed "$classic_file: not found"
+[[ -f $job_file ]] || setup_failed "$job_file: not found"
 
+# The scenario job needs the job's image too; `make job-image` builds both.
+with_job=0
+[[ " ${selected[*]} " != *" job "* ]] || with_job=1
+target=image
+((!with_job)) || target=job-image
 if ((build)); then
-	printf '%s: building the image (%s -C %s image)\n' "$prog" "${MAKE:-make}" "$root"
-	"${MAKE:-make}" -C "$root" image || setup_failed "'${MAKE:-make} -C $root image' failed"
+	printf '%s: building the images (%s -C %s %s)\n' "$prog" "${MAKE:-make}" "$root" "$target"
+	"${MAKE:-make}" -C "$root" "$target" || setup_failed "'${MAKE:-make} -C $root $target' failed"
 fi
 image_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null) ||
 	setup_failed "no image $image: build it with 'make image' (or run with --build)"
 image_size=$(docker image inspect -f '{{.Size}}' "$image")
+images="$image (${image_id:7:12}, $((image_size / 1000)) kB)"
+if ((with_job)); then
+	job_image_id=$(docker image inspect -f '{{.Id}}' "$job_image" 2>/dev/null) ||
+		setup_failed "no image $job_image: build it with 'make job-image' (or run with --build)"
+	job_image_size=$(docker image inspect -f '{{.Size}}' "$job_image")
+	images+=", $job_image (${job_image_id:7:12}, $((job_image_size / 1000)) kB)"
+fi
 
 # ---------------------------------------------------------------------------
 # The run: a scenario at a time, each in a subshell of its own that tears
@@ -706,10 +733,189 @@ scenario_classic() {
 	note "5/5 READY once on stdout $(secs $((t1 - t0)))s after up (project $project, -f ${classic_file#"$root"/})"
 }
 
+# The scenario job: rollcall in front of a job in the job's own image
+# (deploy/compose/job), each peer's job the example hello-job, which prints
+# `peer I of 5 (peerI): peer1,...,peer5` from the variables rollcall sets.
+
+# job_stdout SERVICE: what the service's stdout must be once its job ran:
+# rollcall's READY, then the job's one line.
+job_stdout() {
+	local i
+	for i in "${!peers[@]}"; do
+		if [[ ${peers[i]} == "$1" ]]; then
+			printf 'READY\npeer %d of %d (%s): %s' $((i + 1)) "${#peers[@]}" "$1" "$(
+				IFS=,
+				echo "${peers[*]}"
+			)"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# job_done SERVICE: its container has stopped (0), or still runs (1), or
+# stopped otherwise than with exit code 0 and READY and the job's own line on
+# stdout (2; $why says how).
+job_done() {
+	local s=$1 running code out want
+	read -r running code < <(docker inspect -f '{{.State.Running}} {{.State.ExitCode}}' "${C[$s]}") || return 1
+	if [[ $running == true ]]; then
+		why="$s still running"
+		return 1
+	fi
+	out=$(stdout_of "${C[$s]}") || return 1
+	want=$(job_stdout "$s")
+	if [[ $out != "$want" ]]; then
+		why="$s: stdout should be $(printf '%q' "$want"), is: $(printf '%q' "$out") (exit code $code)"
+		return 2
+	fi
+	if ((code != 0)); then
+		why="$s: exit code $code, expected 0 (the job's own)"
+		return 2
+	fi
+}
+# jobs_done SERVICE...: job_done for each: 0 when all are, 2 as soon as one
+# went wrong, else 1.
+jobs_done() {
+	local s rc pending=""
+	for s in "$@"; do
+		rc=0
+		job_done "$s" || rc=$?
+		((rc != 2)) || return 2
+		((rc == 0)) || pending=${pending:-$why}
+	done
+	why=$pending
+	[[ -z $pending ]]
+}
+
+# check_stdout TEXT SERVICE...: each service's stdout is exactly TEXT.
+check_stdout() {
+	local want=$1 s out
+	shift
+	for s in "$@"; do
+		out=$(stdout_of "${C[$s]}")
+		[[ $out == "$want" ]] ||
+			problem "$s: stdout should be $(printf '%q' "$want") here, is: $(printf '%q' "$out")"
+	done
+}
+
+# exchanged WITH SERVICE...: each service has logged its exchange with each
+# of WITH (a space-separated list), itself aside. Gives up (2) when one has
+# stopped.
+exchanged() {
+	local with=$1 s o log
+	shift
+	for s in "$@"; do
+		log=$(stderr_of "${C[$s]}") || return 1
+		for o in $with; do
+			[[ $o != "$s" ]] || continue
+			if ! grep -q -- "exchanged with $o " <<<"$log"; then
+				why="$s has not exchanged with $o"
+				[[ $(docker inspect -f '{{.State.Running}}' "${C[$s]}") == true ]] || {
+					why="$s stopped (exit code $(docker inspect -f '{{.State.ExitCode}}' "${C[$s]}")) before exchanging with $o"
+					return 2
+				}
+				return 1
+			fi
+		done
+	done
+}
+
+# write_job_compose NAME=VALUE...: compose.yaml with peer1..peer5 of the
+# job's image on two networks, `left` and `right`: peer1..peer3 on both,
+# peer4 on left alone, peer5 on right alone, so that peer4 and peer5
+# cannot reach each other while every other pair can.
+write_job_compose() {
+	local s kv nets
+	printf '%s\n' "${peers[@]}" >"$sdir/hosts"
+	chmod 0644 "$sdir/hosts"
+	{
+		printf '# rollcall smoke test %s, generated by scripts/smoke.sh\nservices:\n' "$project"
+		for s in "${peers[@]}"; do
+			case $s in
+			peer4) nets=left ;;
+			peer5) nets=right ;;
+			*) nets="left, right" ;;
+			esac
+			printf '  %s:\n    image: %s\n    hostname: %s\n    networks: [%s]\n' "$s" "$job_image" "$s" "$nets"
+			printf '    volumes: ["./hosts:/etc/rollcall/hosts:ro"]\n    environment:\n'
+			for kv in "$@"; do
+				printf '      %s: "%s"\n' "${kv%%=*}" "${kv#*=}"
+			done
+		done
+		printf 'networks:\n  left: {}\n  right: {}\n'
+	} >"$sdir/compose.yaml"
+	compose_file=$sdir/compose.yaml
+}
+
+scenario_job() {
+	local first=(peer1 peer2 peer3 peer4) bridged=(peer1 peer2 peer3) cut=(peer4 peer5)
+	local t0 t1 t_heal t s right min=-1 max=-1 hold=3 written
+	# 1. The example as written: every peer prints READY, then its line.
+	compose_file=$job_file
+	now_ms t0
+	quietly compose up -d || fail "docker-compose -f deploy/compose/job/compose.yaml up failed"
+	collect "${peers[@]}"
+	wait_for 30 "every peer's job to run and exit 0 (deploy/compose/job as written)" jobs_done "${peers[@]}"
+	now_ms t1
+	written="deploy/compose/job as written: 5/5 printed READY and their own line, exit 0, $(secs $((t1 - t0)))s after up"
+	info "$written"
+	quietly compose down -v --remove-orphans -t 1 || fail "docker-compose down of deploy/compose/job failed"
+	C=()
+
+	# 2. Staged, in a compose file of the scenario's own (the image's
+	# settings, ROLLCALL_BARRIER=1 among them, as they are).
+	write_job_compose ROLLCALL_TIMEOUT=60s ROLLCALL_INTERVAL=500ms
+	quietly compose up -d --no-deps "${first[@]}" || fail "docker-compose up of peer1..peer4 failed"
+	collect "${first[@]}"
+	wait_for 20 "peer1..peer4 to exchange with each other" exchanged "${first[*]}" "${first[@]}"
+	check_stdout "" "${first[@]}"
+	checkpoint
+	info "peer1..peer4 up and exchanging, no output on stdout; starting peer5, which cannot reach peer4"
+
+	quietly compose up -d --no-deps peer5 || fail "docker-compose up of peer5 failed"
+	collect peer5
+	wait_for 20 "peer1..peer3 READY once peer5 started" all_ready 1 "${bridged[@]}"
+	wait_for 10 "peer5 to exchange with peer1..peer3" exchanged "${bridged[*]}" peer5
+	# Several intervals in which a job started at its own peer's READY
+	# would have printed.
+	pause "$hold"
+	for s in "${peers[@]}"; do
+		[[ $(docker inspect -f '{{.State.Running}}' "${C[$s]}") == true ]] ||
+			problem "$s: stopped (exit code $(docker inspect -f '{{.State.ExitCode}}' "${C[$s]}")) while peer4 and peer5 could not reach each other"
+	done
+	for s in "${cut[@]}"; do
+		! has_logged "${C[$s]}" "exchanged with peer[45] " ||
+			fail "set-up: $s exchanged with $([[ $s == peer4 ]] && echo peer5 || echo peer4) through networks that should keep them apart"
+	done
+	check_stdout READY "${bridged[@]}"
+	check_stdout "" "${cut[@]}"
+	checkpoint
+	info "peer1..peer3 READY, peer4 and peer5 not: no job output in ${hold}s; connecting peer4 to peer5's network"
+
+	# 3. Healed: peer4 joins peer5's network, under its service name.
+	right=$(docker network ls -q --filter "label=com.docker.compose.project=$project" \
+		--filter "label=com.docker.compose.network=right")
+	[[ -n $right && $right != *$'\n'* ]] || fail "expected one network 'right' of $project, found: '${right//$'\n'/ }'"
+	now_ms t_heal
+	quietly docker network connect --alias peer4 "$right" "${C[peer4]}" ||
+		fail "docker network connect peer4 failed"
+	wait_for 30 "every peer's job to run and exit 0 after peer4 joined peer5's network" jobs_done "${peers[@]}"
+	for s in "${peers[@]}"; do
+		t=$(log_ms "${C[$s]}" ' INFO +started hello-job ') || { problem "$s: no 'started hello-job' line on stderr"; continue; }
+		t=$((t - t_heal))
+		((t >= 0)) || problem "$s: its job started ${t#-} ms before peer4 could reach peer5"
+		((min >= 0 && min <= t)) || min=$t
+		((max >= t)) || max=$t
+	done
+	checkpoint
+	note "$written; staged: peer1..peer4 up, then peer1..peer3 READY with peer4 and peer5 apart: no job output; reconnected: 5/5 jobs started ${min}..${max} ms after, printed their own line, exit 0"
+}
+
 # ---------------------------------------------------------------------------
 
-printf '%s: %s (%s, %d kB), %s %s, Docker engine %s; scenarios: %s\n' "$prog" "$image" \
-	"${image_id:7:12}" $((image_size / 1000)) "${compose_cmd[*]}" "$compose_version" \
+printf '%s: %s, %s %s, Docker engine %s; scenarios: %s\n' "$prog" "$images" \
+	"${compose_cmd[*]}" "$compose_version" \
 	"$(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?')" "${selected[*]}"
 run_started=$SECONDS
 n=0 t_begin=0 t_end=0

@@ -196,6 +196,17 @@ impl Job {
         }
     }
 
+    /// The command runs in rollcall's own process group: a signal the
+    /// terminal sends to that group (Ctrl-C) reaches it directly.
+    pub fn shares_our_group(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        // SAFETY: getpgid and getpgrp touch no memory of ours.
+        let (theirs, ours) = unsafe { (libc::getpgid(pid as libc::pid_t), libc::getpgrp()) };
+        theirs != -1 && theirs == ours
+    }
+
     /// Sends `signal` to the command; its pid, or `None` if it is not
     /// running (not started, or reaped).
     pub fn signal(&mut self, signal: u8) -> io::Result<Option<u32>> {

@@ -21,7 +21,53 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{Level, debug, error, info, log, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-pub use signal_hook_mio::v1_0::Signals;
+use signal_hook::iterator::backend::{Pending, SignalDelivery};
+use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+use signal_hook::low_level::siginfo::Cause;
+
+/// The signals rollcall catches, each with where it came from (a terminal
+/// signals its whole foreground process group, the command included),
+/// through a self-pipe that the poll watches.
+pub struct Signals(SignalDelivery<mio::net::UnixStream, WithOrigin>);
+
+impl Signals {
+    fn new(signals: &[libc::c_int]) -> io::Result<Signals> {
+        use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+        let (read, write) = mio::net::UnixStream::pair()?;
+        // SAFETY: the descriptor is `write`'s own, handed over once.
+        let write = unsafe { OwnedFd::from_raw_fd(write.into_raw_fd()) };
+        SignalDelivery::with_pipe(read, write, WithOrigin::default(), signals).map(Signals)
+    }
+
+    /// The signals caught since the last call, each once.
+    fn pending(&mut self) -> Pending<WithOrigin> {
+        self.0.pending()
+    }
+}
+
+impl mio::event::Source for Signals {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.0.get_read_mut().register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.0.get_read_mut().reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        self.0.get_read_mut().deregister(registry)
+    }
+}
 
 use crate::cli::ReadyTo;
 use crate::io_reason;
@@ -102,7 +148,7 @@ pub fn catch_signals() -> io::Result<Signals> {
     let mut signals = terminating();
     signals.push(libc::SIGUSR1);
     signals.push(libc::SIGCHLD);
-    Signals::new(signals)
+    Signals::new(&signals)
 }
 
 /// Runs `node` on `sockets` until it exits; returns why.
@@ -136,6 +182,7 @@ pub fn run(
         options,
         job,
         job_end: None,
+        group_got: None,
         ready_file_made: false,
         send_failures: 0,
         actions: Vec::new(),
@@ -167,7 +214,9 @@ pub fn run(
             match event.token() {
                 Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
-                    for signal in signals.pending() {
+                    for origin in signals.pending() {
+                        let signal = origin.signal;
+                        io.note_group_signal(signal, origin.cause);
                         let input = match u8::try_from(signal) {
                             _ if signal == libc::SIGUSR1 => Input::Report,
                             _ if signal == libc::SIGCHLD => {
@@ -212,6 +261,9 @@ struct Io {
     /// How the command ended, learnt while performing an action (it could
     /// not be started): the machine's next input.
     job_end: Option<JobEnd>,
+    /// The terminal sent this signal to our process group, the command
+    /// included: it is not passed on again.
+    group_got: Option<u8>,
     ready_file_made: bool,
     send_failures: u64,
     actions: Vec<Action>,
@@ -330,8 +382,25 @@ impl Io {
         }
     }
 
+    /// A signal the kernel sent (not a `kill`): from a terminal, SIGINT,
+    /// SIGQUIT and SIGHUP go to its whole foreground process group. If the
+    /// command shares ours, it has that signal already, and passing it on
+    /// would deliver it twice.
+    fn note_group_signal(&mut self, signal: libc::c_int, cause: Cause) {
+        let from_terminal =
+            [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP].contains(&signal) && cause == Cause::Kernel;
+        let shared = self.job.as_ref().is_some_and(Job::shares_our_group);
+        self.group_got = (from_terminal && shared)
+            .then(|| u8::try_from(signal).ok())
+            .flatten();
+    }
+
     fn signal_job(&mut self, signal: u8) {
         let name = Stop(signal).name();
+        if self.group_got.take() == Some(signal) {
+            info!("{name} came from the terminal to the command as well: not sent again");
+            return;
+        }
         match self.job.as_mut().map(|job| job.signal(signal)) {
             Some(Ok(Some(pid))) => info!("sent {name} to the command (pid {pid})"),
             Some(Ok(None)) | None => debug!("{name} not sent: the command does not run"),

@@ -10,7 +10,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,6 +29,34 @@ fn alone(dir: &TestDir, block: u16, i: u16, extra: &[&str], command: &[&str]) ->
     let e = vec![format!("127.0.0.1:{}", port(block, i))];
     let hosts = dir.hosts(&format!("hosts-{i}"), &e);
     start_job_peers(&hosts, &e, 0..1, "20s", extra, command).remove(0)
+}
+
+/// A new pseudo-terminal: its master side, and its terminal side opened
+/// as a file (not yet anyone's controlling terminal).
+fn pseudo_terminal() -> (File, File) {
+    // SAFETY: plain libc calls on a descriptor this function owns; the
+    // name ptsname returns is copied before any other call.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        let master = File::from_raw_fd(master);
+        assert_eq!(libc::grantpt(master.as_raw_fd()), 0, "grantpt");
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0, "unlockpt");
+        let name = libc::ptsname(master.as_raw_fd());
+        assert!(!name.is_null(), "ptsname");
+        let name = std::ffi::CStr::from_ptr(name).to_str().unwrap().to_owned();
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        (master, tty)
+    }
 }
 
 /// The one log line saying the command could not run.
@@ -175,6 +206,41 @@ fn stop_signals_are_passed_on_to_the_command() {
             .contains("sent SIGTERM to the command (pid ")
     );
     assert!(i.stderr_text().contains("sent SIGINT to the command (pid "));
+}
+
+/// Ctrl-C in a terminal: the terminal signals its foreground process
+/// group, rollcall and its command alike. rollcall does not pass that
+/// SIGINT on again (the command would count two); a `kill -INT` to
+/// rollcall alone is passed on, once.
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_command_once() {
+    let dir = TestDir::new("job_terminal");
+    let e = vec![format!("127.0.0.1:{}", port(38, 1))];
+    let hosts = dir.hosts("hosts", &e);
+    let script = waiting(r#"n=0; trap 'n=$((n+1)); echo "got-int $n"' INT;"#);
+    let mut args = peer_args(&hosts, &e[0], "20s", &[]);
+    args.extend(["--".into(), "sh".into(), "-c".into(), script]);
+    let (mut master, tty) = pseudo_terminal();
+    let mut p = Group::spawn_on_terminal("peer1 (on a terminal)", &args, &tty);
+    drop(tty);
+    let until = deadline(WAIT);
+    p.expect_line(Stream::Stdout, "started", |l| l == "started", until);
+    // ^C, as typed.
+    master.write_all(b"\x03").expect("write ^C");
+    p.expect_line(Stream::Stdout, "got-int 1", |l| l == "got-int 1", until);
+    let not_again = |l: &str| l.contains("SIGINT came from the terminal to the command as well");
+    p.expect_line(Stream::Stderr, "not passed on", not_again, until);
+    // From a process, to rollcall alone: passed on.
+    p.signal("INT");
+    p.expect_line(Stream::Stdout, "got-int 2", |l| l == "got-int 2", until);
+    p.signal("TERM");
+    p.expect_exit(143, until);
+    assert_eq!(
+        p.stdout_lines(),
+        ["READY", "started", "got-int 1", "got-int 2"],
+        "{}",
+        p.describe()
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@
 //! | 35    | lifecycle::flags_win_over_env_vars               |
 //! | 36    | lifecycle::ready_to_stderr                       |
 //! | 37    | job::a_command_that_exits_at_once_strands_no_other_peer |
+//! | 38    | job::ctrl_c_in_a_terminal_reaches_the_command_once |
 //! | 40    | faults::hostile_datagrams_are_dropped            |
 //! | 41    | faults::flood_does_not_starve_heartbeats         |
 //! | 42    | job::the_command_runs_after_ready_and_knows_its_place |
@@ -854,13 +855,43 @@ impl Group {
     /// rollcall's doing.
     pub fn spawn<S: AsRef<OsStr>>(label: &str, args: &[S]) -> Group {
         use std::os::unix::process::CommandExt;
+        Group::spawn_configured(label, args, |cmd| {
+            cmd.stdin(Stdio::null()).process_group(0);
+        })
+    }
+
+    /// Starts rollcall with `args` as the leader of a new session whose
+    /// controlling terminal is `tty`, also its stdin: the terminal's
+    /// foreground process group is rollcall's, which its command shares,
+    /// as in an interactive shell. A ^C written to the terminal's other
+    /// side signals both.
+    pub fn spawn_on_terminal<S: AsRef<OsStr>>(label: &str, args: &[S], tty: &fs::File) -> Group {
+        use std::os::unix::process::CommandExt;
+        let stdin = tty.try_clone().expect("the terminal");
+        Group::spawn_configured(label, args, move |cmd| {
+            cmd.stdin(stdin);
+            // SAFETY: setsid and ioctl are async-signal-safe; nothing is
+            // allocated between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn spawn_configured<S: AsRef<OsStr>>(
+        label: &str,
+        args: &[S],
+        configure: impl FnOnce(&mut Command),
+    ) -> Group {
         close_on_exec_above_stderr();
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        configure(&mut cmd);
         for v in ENV_VARS.iter().chain(&["ROLLCALL_EXIT_ON_DOWN"]) {
             cmd.env_remove(v);
         }

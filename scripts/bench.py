@@ -1173,8 +1173,16 @@ def loss_batch(
     net: Net, systems: list[System], n: int, pct: int, runs: int, ports: Ports, workdir: Path, wait: float, notes: list[str]
 ) -> list[tuple[System, int, dict | str]]:
     """Every run of every system at once, each cluster in namespaces of its
-    own; returns (system, run, result or failure) per cluster."""
-    jobs = [(s, run) for s in systems for run in range(1, runs + 1)]
+    own; returns (system, run, result or failure) per cluster.
+
+    Clusters are spawned one after the other, and the first ones run their
+    exchange while the later ones start beside them: so the spawn order
+    goes run by run, each run's systems rotated by one, and every system
+    takes every place in it in turn (spawned system by system, the first
+    system's clusters measured twice as slow as the same binary's as the
+    second system)."""
+    k = len(systems)
+    jobs = [(systems[(run - 1 + i) % k], run) for run in range(1, runs + 1) for i in range(k)]
     layout = net.loss_topology(len(jobs), n, pct, workdir)
     made = [ns for cl in layout for ns, _ in cl] + [f"{net.prefix}b{net.batches}"]
     pump = Pump()

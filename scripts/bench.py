@@ -172,6 +172,8 @@ SERF_RUNNING = "Serf agent running!"
 SIM_LINE = re.compile(
     r"^SIM peers=(\d+) loss=([\d.]+) ready_ms=([\d.eE+-]+|NaN) datagrams=(\d+) minimum=(\d+)(?:\s.*)?$"
 )
+# Over how long the simulated nodes started (before it was printed: 1 s).
+SIM_SPREAD = re.compile(r"\bspread_ms=([\d.]+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ["rollcall", "static", "classic", "floor", "serf"]
 SCENARIOS = ["start", "join", "loss", "idle", "sim"]
@@ -211,6 +213,7 @@ CSV_FIELDS = [
     "cpu_sched_pct_sum",
     "sim_datagrams",
     "sim_minimum",
+    "sim_spread_ms",
 ]
 SUMMARY_FIELDS = [
     "system",
@@ -1269,6 +1272,7 @@ def sim_lines(cargo: str, timeout: float, peers: str) -> tuple[list[dict], str |
                     "ready_ms": float(m.group(3)),
                     "datagrams": int(m.group(4)),
                     "minimum": int(m.group(5)),
+                    "spread_ms": float(spread.group(1)) if (spread := SIM_SPREAD.search(line)) else 1000.0,
                 }
             )
     if rows:
@@ -1559,8 +1563,19 @@ def markdown(res: Results, systems: list[str], sizes: list[int], join_sizes: lis
     if sim_rows:
         table(
             "Simulator (machine::scale::figures)",
-            ["peers", "loss %", "ready ms", "datagrams", "minimum"],
-            [[str(r["peers"]), r["loss_pct"], fmt_num(r["ready_ms"], 2), str(r["datagrams"]), str(r["minimum"])] for r in sim_rows],
+            ["peers", "started within", "loss %", "ready ms", "datagrams", "minimum", "× minimum"],
+            [
+                [
+                    str(r["peers"]),
+                    f"{r['spread_ms'] / 1000:g} s" if r["spread_ms"] else "the same instant",
+                    r["loss_pct"],
+                    fmt_num(r["ready_ms"], 2),
+                    str(r["datagrams"]),
+                    str(r["minimum"]),
+                    f"{r['datagrams'] / r['minimum']:.2f}" if r["minimum"] else "-",
+                ]
+                for r in sim_rows
+            ],
         )
     return "\n".join(lines)
 
@@ -2000,9 +2015,13 @@ def main() -> int:
                     "latency_ms": f"{r['ready_ms']:.3f}",
                     "sim_datagrams": r["datagrams"],
                     "sim_minimum": r["minimum"],
+                    "sim_spread_ms": f"{r['spread_ms']:g}",
                 }
             )
-            say(f"  SIM peers={r['peers']} loss={r['loss_pct']} ready_ms={r['ready_ms']} datagrams={r['datagrams']} minimum={r['minimum']}")
+            say(
+                f"  SIM peers={r['peers']} loss={r['loss_pct']} ready_ms={r['ready_ms']} datagrams={r['datagrams']}"
+                f" minimum={r['minimum']} spread_ms={r['spread_ms']:g}"
+            )
         sim_rows = rows
 
     # Outputs.

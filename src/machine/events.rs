@@ -81,6 +81,14 @@ impl fmt::Display for Drop {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub heartbeats: u64,
+    /// Of the heartbeats: the steady ones of the interval rounds, to peers
+    /// we have exchanged with (not asking).
+    pub steady: u64,
+    /// Of the heartbeats: questions asked again, unanswered...
+    pub retries: u64,
+    /// ...of which to peers not heard within the silence threshold (most
+    /// of them not started yet).
+    pub retries_unheard: u64,
     pub acks: u64,
     /// Probe requests and replies (indirect probes).
     pub probes: u64,
@@ -340,16 +348,26 @@ impl fmt::Display for Event {
             Event::Exchanged { peer, have, total } => {
                 write!(f, "exchanged with {peer} ({have}/{total})")
             }
-            Event::Ready { after, stats } => write!(
-                f,
-                "READY after {}: sent {} ({}, {}{}), received {}",
-                pretty(*after),
-                Count(stats.heartbeats + stats.acks + stats.probes, "datagram"),
-                Count(stats.heartbeats, "heartbeat"),
-                Count(stats.acks, "acknowledgement"),
-                Probes(stats.probes),
-                stats.received
-            ),
+            Event::Ready { after, stats } => {
+                write!(
+                    f,
+                    "READY after {}: sent {} ({}, {}{}), received {}",
+                    pretty(*after),
+                    Count(stats.heartbeats + stats.acks + stats.probes, "datagram"),
+                    Count(stats.heartbeats, "heartbeat"),
+                    Count(stats.acks, "acknowledgement"),
+                    Probes(stats.probes),
+                    stats.received
+                )?;
+                if stats.steady + stats.retries > 0 {
+                    write!(
+                        f,
+                        "; of the heartbeats, {} steady at the interval, {} asked again ({} of peers not heard)",
+                        stats.steady, stats.retries, stats.retries_unheard
+                    )?;
+                }
+                Ok(())
+            }
             Event::Restarted { peer } => {
                 write!(f, "{peer} restarted (new incarnation): exchanging again")
             }

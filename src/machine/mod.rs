@@ -1604,9 +1604,15 @@ impl Node {
                 acked,
             };
             out.push(Action::Send { to, message });
-            self.stats.heartbeats += 1;
             // Heard within the silence threshold: it is up.
             let heard = p.heard_within(self.params.silent_after(), now);
+            self.stats.heartbeats += 1;
+            if ask && p.tries > 0 {
+                self.stats.retries += 1;
+                self.stats.retries_unheard += u64::from(!heard);
+            } else if timer && !awaits && !leave {
+                self.stats.steady += 1;
+            }
             let rtt = self.rtt_of(p);
             let p = &mut self.peers[i];
             p.ack_due = None;

@@ -2362,3 +2362,71 @@ fn detection_time_over_many_kills_stays_within_3_s() {
     );
     assert!(max <= Duration::from_secs(3), "max {max:?}");
 }
+
+#[test]
+fn the_ready_line_tells_retries_and_steady_heartbeats_apart() {
+    // Peer 2 has not started: our first heartbeat is lost and asked again
+    // twice, to a peer not heard. Then it starts, and its heartbeat
+    // arrives: our answer asks its new incarnation, which none of our
+    // questions reached, a first question and not a retry. That answer is
+    // lost too, and asked again: a retry to a peer heard. Its answer
+    // makes us READY; the next round's heartbeat to it is a steady one.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    let mut now = t0;
+    for _ in 0..2 {
+        now = n.next_deadline().unwrap();
+        let out = step(&mut n, Input::Tick, now);
+        assert!(heartbeats_to(&out, addr(2))[0].ask, "{out:?}");
+    }
+    let s = n.stats();
+    assert_eq!(
+        (s.heartbeats, s.retries, s.retries_unheard, s.steady),
+        (3, 2, 2, 0)
+    );
+    now += Duration::from_millis(50);
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), now);
+    let first = heartbeats_to(&out, addr(2));
+    assert!(
+        first.len() == 1 && first[0].ask && first[0].acked == 1,
+        "{out:?}"
+    );
+    assert_eq!(
+        n.stats().retries,
+        2,
+        "a first question to the new incarnation"
+    );
+    now = n.next_deadline().unwrap();
+    let out = step(&mut n, Input::Tick, now);
+    let again = heartbeats_to(&out, addr(2));
+    assert!(again.len() == 1 && again[0].ask, "{out:?}");
+    let out = deliver(
+        &mut n,
+        addr(2),
+        ack_of(&again[0], 9),
+        now + Duration::from_millis(1),
+    );
+    let ready = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Event(e @ Event::Ready { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .expect("READY");
+    assert!(
+        ready.ends_with(
+            "; of the heartbeats, 0 steady at the interval, 3 asked again (2 of peers not heard)"
+        ),
+        "{ready}"
+    );
+    let round = n.next_deadline().unwrap();
+    let out = step(&mut n, Input::Tick, round);
+    let steady = heartbeats_to(&out, addr(2));
+    assert!(steady.len() == 1 && !steady[0].ask, "{out:?}");
+    let s = n.stats();
+    assert_eq!(
+        (s.heartbeats, s.retries, s.retries_unheard, s.steady),
+        (6, 3, 2, 1)
+    );
+}

@@ -22,7 +22,11 @@
 //!
 //! [`flush`] waits, until a deadline, for the queue to be written: `main`
 //! calls it before the process exits, so that the last lines are not lost
-//! when stderr is healthy.
+//! when stderr is healthy. Once the event loop has ended ([`closing`]),
+//! nothing needs the log to be quick any more: the last lines, the exit
+//! line among them, wait for room in a full queue until the exit's
+//! deadline instead of being dropped, so that a stderr that stalled and
+//! recovers as the peer exits still gets them.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
@@ -30,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{Level, LevelFilter};
 
@@ -38,6 +42,9 @@ use log::{Level, LevelFilter};
 /// burst (a timeout report, a debug line per datagram for a while), small
 /// enough to stay a few hundred kilobytes.
 pub const CAPACITY: usize = 1024;
+
+/// How long, at most, the exit waits for the last lines to be written.
+pub const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// The process's queue, once [`init`] has run.
 static QUEUE: OnceLock<Queue> = OnceLock::new();
@@ -62,6 +69,24 @@ pub fn init(level: LevelFilter) -> Result<(), fern::InitError> {
 /// Returns at once if [`init`] has not run.
 pub fn flush(deadline: Instant) -> bool {
     QUEUE.get().is_none_or(|q| q.flush(deadline))
+}
+
+/// The event loop has ended: from now on a line finding the queue full
+/// waits for room until [`EXIT_WAIT`] from now, the exit's deadline,
+/// rather than being dropped.
+pub fn closing() {
+    if let Some(q) = QUEUE.get() {
+        q.close(Instant::now() + EXIT_WAIT);
+    }
+}
+
+/// [`flush`] until the exit's deadline: the one [`closing`] set, or
+/// [`EXIT_WAIT`] from now.
+pub fn flush_for_exit() -> bool {
+    QUEUE.get().is_none_or(|q| {
+        let deadline = q.closing.get().copied();
+        q.flush(deadline.unwrap_or_else(|| Instant::now() + EXIT_WAIT))
+    })
 }
 
 /// Renders a log line, or one line per line of a `message` of several,
@@ -121,6 +146,8 @@ impl Counts {
 struct Queue {
     tx: SyncSender<Entry>,
     counts: Arc<Counts>,
+    /// Set once the event loop has ended: until then no line waits.
+    closing: OnceLock<Instant>,
 }
 
 impl Queue {
@@ -132,36 +159,57 @@ impl Queue {
         thread::Builder::new()
             .name("log".into())
             .spawn(move || write_all_entries(rx, out, &shared))?;
-        Ok(Queue { tx, counts })
+        Ok(Queue {
+            tx,
+            counts,
+            closing: OnceLock::new(),
+        })
     }
 
-    /// Renders and queues a line; never waits. A line that finds the queue
-    /// full is dropped and counted.
+    /// Renders and queues a line. A line that finds the queue full is
+    /// dropped and counted, without waiting; once [`closing`], it waits
+    /// for room until the exit's deadline first.
     fn push(&self, level: Level, message: &fmt::Arguments) {
         let mut text = String::with_capacity(128);
         render(&mut text, SystemTime::now(), level, message);
-        self.send(text);
+        self.send(text, self.closing.get().copied());
     }
 
-    /// Queues `text`, or counts it as dropped; an empty `text` carries
-    /// only the notice of the lines dropped before it. True if queued.
-    fn send(&self, text: String) -> bool {
+    /// The event loop has ended: lines wait for room until `deadline`.
+    fn close(&self, deadline: Instant) {
+        let _ = self.closing.set(deadline);
+    }
+
+    /// Queues `text`, waiting for room until `wait_until` if given, or
+    /// counts it as dropped; an empty `text` carries only the notice of
+    /// the lines dropped before it. True if queued.
+    fn send(&self, text: String, wait_until: Option<Instant>) -> bool {
         let c = &self.counts;
         let lost = u64::from(!text.is_empty());
-        let entry = Entry {
+        let mut entry = Entry {
             dropped_before: c.pending.swap(0, Ordering::Relaxed),
             text,
         };
-        match self.tx.try_send(entry) {
-            Ok(()) => {
-                c.queued.fetch_add(1, Ordering::Release);
-                true
-            }
-            Err(TrySendError::Full(entry) | TrySendError::Disconnected(entry)) => {
-                c.pending
-                    .fetch_add(entry.dropped_before + lost, Ordering::Relaxed);
-                c.dropped.fetch_add(lost, Ordering::Relaxed);
-                false
+        loop {
+            // Read before trying: an entry written in between ends the
+            // wait at once.
+            let written = *c.written();
+            match self.tx.try_send(entry) {
+                Ok(()) => {
+                    c.queued.fetch_add(1, Ordering::Release);
+                    return true;
+                }
+                Err(TrySendError::Full(back))
+                    if wait_until.is_some_and(|t| self.wait_written_past(written, t)) =>
+                {
+                    entry = back;
+                }
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                    c.pending
+                        .fetch_add(back.dropped_before + lost, Ordering::Relaxed);
+                    c.dropped.fetch_add(lost, Ordering::Relaxed);
+                    return false;
+                }
             }
         }
     }
@@ -171,7 +219,7 @@ impl Queue {
         // notice: an empty one does, once the writer makes room for it.
         while self.counts.pending.load(Ordering::Relaxed) > 0 {
             let written = *self.counts.written();
-            if self.send(String::new()) {
+            if self.send(String::new(), None) {
                 break;
             }
             if !self.wait_written_past(written, deadline) {
@@ -502,6 +550,35 @@ mod tests {
             notice.ends_with(" WARN  log: 1 line dropped (stderr is not keeping up)\n"),
             "{notice:?}"
         );
+    }
+
+    #[test]
+    fn once_closing_a_line_waits_for_room_instead_of_being_dropped() {
+        // The exit line of a peer whose stderr stalled and is read again
+        // just as it exits: the queue is full, and the line waits for the
+        // writer instead of being dropped.
+        let (q, probe) = probed();
+        probe.set(|s| s.held = true);
+        q.push(Level::Info, &format_args!("first"));
+        probe.wait_held_write();
+        for i in 0..CAPACITY {
+            q.push(Level::Info, &format_args!("queued {i}"));
+        }
+        q.close(Instant::now() + SOON);
+        let reader = {
+            let probe = Arc::clone(&probe);
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(50));
+                probe.set(|s| s.held = false);
+            })
+        };
+        q.push(Level::Info, &format_args!("exiting (143)"));
+        reader.join().unwrap();
+        assert!(q.flush(Instant::now() + SOON));
+        assert_eq!(q.dropped(), 0);
+        let writes = probe.writes();
+        assert_eq!(writes.len(), 1 + CAPACITY + 1);
+        assert_eq!(message(writes.last().unwrap()), "exiting (143)");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, error, info, warn};
 
@@ -53,8 +53,8 @@ fn main() -> ExitCode {
         }
     };
     // The last lines (the exit line) reach a healthy stderr; a stalled one
-    // delays the exit by at most this.
-    logging::flush(Instant::now() + Duration::from_secs(1));
+    // delays the exit by at most logging::EXIT_WAIT.
+    logging::flush_for_exit();
     ExitCode::from(exit.code())
 }
 
@@ -140,7 +140,11 @@ fn run(config: Config) -> (Exit, String) {
             .map(|command| job::Spec::new(command, &entries, me)),
         json: config.output == Output::Json,
     };
-    match runtime::run(&mut node, sockets, signals, options) {
+    let result = runtime::run(&mut node, sockets, signals, options);
+    // Nothing waits on the log any more: the exit line is not dropped for
+    // a stderr that is only now catching up.
+    logging::closing();
+    match result {
         Ok(reason) => {
             log_exit(&reason, &node);
             (reason.exit(), reason.to_string())

@@ -451,6 +451,20 @@ mod tests {
         (queue, probe)
     }
 
+    /// A queue whose writer holds "first" while CAPACITY more lines
+    /// ("queued 0".."queued {CAPACITY-1}") wait: the next line finds it
+    /// full.
+    fn held_and_full() -> (Queue, Arc<Probe>) {
+        let (q, probe) = probed();
+        probe.set(|s| s.held = true);
+        q.push(Level::Info, &format_args!("first"));
+        probe.wait_held_write();
+        for i in 0..CAPACITY {
+            q.push(Level::Info, &format_args!("queued {i}"));
+        }
+        (q, probe)
+    }
+
     /// The text of a written line after its prefix.
     fn message(line: &str) -> &str {
         const PREFIX: usize = "1970-01-01T00:00:01.234Z INFO  ".len();
@@ -493,15 +507,9 @@ mod tests {
 
     #[test]
     fn a_stalled_writer_makes_lines_drop_and_the_notice_marks_the_gap() {
-        let (q, probe) = probed();
-        probe.set(|s| s.held = true);
-        q.push(Level::Info, &format_args!("first"));
-        probe.wait_held_write();
         // The writer holds "first": the queue takes CAPACITY more, and no
         // push waits.
-        for i in 0..CAPACITY {
-            q.push(Level::Info, &format_args!("queued {i}"));
-        }
+        let (q, probe) = held_and_full();
         assert_eq!(q.dropped(), 0);
         for i in 0..10 {
             q.push(Level::Info, &format_args!("lost {i}"));
@@ -533,13 +541,8 @@ mod tests {
 
     #[test]
     fn flush_tells_of_lines_dropped_at_the_end() {
-        let (q, probe) = probed();
-        probe.set(|s| s.held = true);
-        q.push(Level::Info, &format_args!("first"));
-        probe.wait_held_write();
-        for i in 0..=CAPACITY {
-            q.push(Level::Info, &format_args!("line {i}"));
-        }
+        let (q, probe) = held_and_full();
+        q.push(Level::Info, &format_args!("last"));
         assert_eq!(q.dropped(), 1);
         probe.set(|s| s.held = false);
         assert!(q.flush(Instant::now() + SOON));
@@ -557,14 +560,11 @@ mod tests {
         // The exit line of a peer whose stderr stalled and is read again
         // just as it exits: the queue is full, and the line waits for the
         // writer instead of being dropped.
-        let (q, probe) = probed();
-        probe.set(|s| s.held = true);
-        q.push(Level::Info, &format_args!("first"));
-        probe.wait_held_write();
-        for i in 0..CAPACITY {
-            q.push(Level::Info, &format_args!("queued {i}"));
-        }
+        let (q, probe) = held_and_full();
         q.close(Instant::now() + SOON);
+        // The reader comes back 50 ms later. Not a synchronisation: had it
+        // come back first, the line would be queued all the same; coming
+        // later, it makes the push wait, which is what is tested.
         let reader = {
             let probe = Arc::clone(&probe);
             thread::spawn(move || {

@@ -324,10 +324,12 @@ fn figures() {
         .split(',')
         .filter_map(|n| n.trim().parse::<usize>().ok())
     {
-        for (loss, spread) in [(0.0, None), (0.2, None), (0.0, Some(Duration::ZERO))] {
+        for (loss, together) in [(0.0, false), (0.2, false), (0.0, true)] {
             for seed in 1..=seeds {
                 let mut s = Scale::new(peers, seed, loss);
-                s.spread = spread.unwrap_or(s.spread);
+                if together {
+                    s.spread = Duration::ZERO;
+                }
                 let o = run(&s, Duration::from_secs(10));
                 println!("{}", summary(&s, &o));
             }

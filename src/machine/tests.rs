@@ -102,6 +102,14 @@ fn has_event(actions: &[Action], is: impl Fn(&Event) -> bool) -> bool {
         .any(|a| matches!(a, Action::Event(e) if is(e)))
 }
 
+/// The text of the first event that `is`, if one came out.
+fn event_text(actions: &[Action], is: impl Fn(&Event) -> bool) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        Action::Event(e) if is(e) => Some(e.to_string()),
+        _ => None,
+    })
+}
+
 fn has_ready(actions: &[Action]) -> bool {
     actions.iter().any(|a| matches!(a, Action::Ready))
 }
@@ -677,13 +685,7 @@ fn timeout_before_ready_names_every_missing_peer_and_exits_124() {
     assert_eq!(now, t0 + Duration::from_secs(5));
     assert_eq!(exit_of(&out), Some(Reason::TimeoutBeforeReady(p.timeout)));
     assert_eq!(Reason::TimeoutBeforeReady(p.timeout).exit().code(), 124);
-    let report = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Event(e @ Event::TimedOut { .. }) => Some(e.to_string()),
-            _ => None,
-        })
-        .unwrap();
+    let report = timed_out_text(&out);
     assert!(report.contains("1 of 3 peers missing"), "{report}");
     assert!(
         report.contains("missing 127.0.0.1:7003: no heartbeat received, last heard"),
@@ -995,13 +997,7 @@ fn a_peer_with_another_secret_is_named_and_reported_at_the_timeout() {
         3
     );
     let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(2));
-    let report = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Event(e @ Event::TimedOut { .. }) => Some(e.to_string()),
-            _ => None,
-        })
-        .expect("a timeout report");
+    let report = timed_out_text(&out);
     assert!(report.contains("fails authentication"), "{report}");
 }
 
@@ -1159,12 +1155,7 @@ fn a_peer_silent_at_the_timeout_is_named_as_such() {
 }
 
 fn timed_out_text(out: &[Action]) -> String {
-    out.iter()
-        .find_map(|a| match a {
-            Action::Event(e @ Event::TimedOut { .. }) => Some(e.to_string()),
-            _ => None,
-        })
-        .expect("a timeout report")
+    event_text(out, |e| matches!(e, Event::TimedOut { .. })).expect("a timeout report")
 }
 
 #[test]
@@ -1420,13 +1411,7 @@ fn its_own_heartbeat_under_another_entry_is_a_usage_error_naming_both() {
     let out = deliver(&mut n, to, ours, t0 + MS);
     assert_eq!(exit_of(&out), Some(Reason::ListedTwice));
     assert_eq!(Reason::ListedTwice.exit().code(), 2);
-    let said = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Event(e @ Event::ListedTwice { .. }) => Some(e.to_string()),
-            _ => None,
-        })
-        .unwrap();
+    let said = event_text(&out, |e| matches!(e, Event::ListedTwice { .. })).unwrap();
     assert!(
         said.starts_with("localhost:7001 (line 1) and 127.0.0.1:7001 (line 3) are the same peer"),
         "{said}"
@@ -2407,13 +2392,7 @@ fn the_ready_line_tells_retries_and_steady_heartbeats_apart() {
         ack_of(&again[0], 9),
         now + Duration::from_millis(1),
     );
-    let ready = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Event(e @ Event::Ready { .. }) => Some(e.to_string()),
-            _ => None,
-        })
-        .expect("READY");
+    let ready = event_text(&out, |e| matches!(e, Event::Ready { .. })).expect("READY");
     assert!(
         ready.ends_with(
             "; of the heartbeats, 0 steady at the interval, 3 asked again (2 of peers not heard)"

@@ -73,7 +73,7 @@ use crate::cli::ReadyTo;
 use crate::io_reason;
 use crate::job::{self, Job};
 use crate::machine::{Action, Event, Input, JobEnd, Node, Reason, Stop};
-use crate::sockets::Sockets;
+use crate::sockets::{self, Sockets};
 use crate::wire::{self, Key, Kind, Message};
 
 /// The IPv4 and IPv6 sockets are `Token(V4)` and `Token(V6)`.
@@ -321,13 +321,18 @@ impl Io {
             let Some(socket) = &self.sockets[family] else {
                 return Ok(false);
             };
-            match socket.recv_from(buf) {
-                Ok((n, from)) => {
+            match sockets::recv(socket, buf) {
+                Ok((n, from, arrived)) => {
                     let message = wire::decode(&buf[..n], self.options.key.as_ref());
                     if let Ok(m) = &message {
                         debug!("<- {from} {}", describe(m));
                     }
-                    self.feed(node, Input::Datagram { from, message })?;
+                    let input = Input::Datagram {
+                        from,
+                        message,
+                        arrived,
+                    };
+                    self.feed(node, input)?;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -11,8 +11,10 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::cli::Bind;
 use crate::hosts::{Entry, Host};
@@ -153,8 +155,106 @@ fn open(addr: SocketAddr, v6_only: bool) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Without the stamps every datagram counts as arrived when read.
+    let _ = stamp_arrivals(socket.as_raw_fd());
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Asks the kernel to stamp every datagram with when it reached the socket
+/// (`SO_TIMESTAMPNS`), which [`recv`] reads.
+fn stamp_arrivals(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of_val(&on) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Arrival stamps older than this are taken for a step of the wall clock
+/// (the kernel stamps with it) and count as this old.
+const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Receives one datagram into `buf`: its length, its source, and when it
+/// reached the socket (now if the kernel did not stamp it), on the
+/// monotonic clock of `now`.
+pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Instant)> {
+    // Room for the one control message asked for (a `timespec`), aligned
+    // as `cmsghdr` wants.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty one.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `try_init` hands storage for an address and its length;
+    // recvmsg writes at most that much there, the datagram into `buf`
+    // through `iov`, and the control messages into `control`, all of
+    // which outlive the call.
+    let (n, from) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *len;
+            let n = libc::recvmsg(socket.as_raw_fd(), &raw mut msg, 0);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *len = msg.msg_namelen;
+            Ok(n as usize)
+        })?
+    };
+    let wall = SystemTime::now();
+    let now = Instant::now();
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "a source that is not IP"))?;
+    let mut stamp = None;
+    // SAFETY: the control buffer holds `msg_controllen` bytes that
+    // recvmsg wrote; the CMSG macros walk only within them, and a
+    // SCM_TIMESTAMPNS message carries one `timespec`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some((ts.tv_sec, ts.tv_nsec));
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+    }
+    let stamp = stamp.and_then(|(secs, nanos)| {
+        let secs = u64::try_from(secs).ok()?;
+        let nanos = u32::try_from(nanos).ok()?;
+        UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+    });
+    Ok((n, from, arrival(stamp, wall, now)))
+}
+
+/// When a datagram stamped `stamp` on the wall clock reached the socket,
+/// on the monotonic clock: `now` less its age at `wall`, within
+/// [`MAX_AGE`]; `now` without a stamp or with one from the future.
+fn arrival(stamp: Option<SystemTime>, wall: SystemTime, now: Instant) -> Instant {
+    let age = stamp
+        .and_then(|s| wall.duration_since(s).ok())
+        .unwrap_or_default()
+        .min(MAX_AGE);
+    now.checked_sub(age).unwrap_or(now)
 }
 
 fn failure(addr: SocketAddr, e: &io::Error) -> String {
@@ -216,5 +316,44 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         let e = bind(None, &own(&format!("127.0.0.1:{port}"))).unwrap_err();
         assert!(e.contains(&format!("port {port} is already in use")), "{e}");
+    }
+
+    #[test]
+    fn a_datagram_is_stamped_with_when_it_reached_the_socket() {
+        let s = bind(None, &own("127.0.0.1:29904")).unwrap();
+        let socket = s.v4.as_ref().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = Instant::now();
+        sender.send_to(b"hello", "127.0.0.1:29904").unwrap();
+        // The datagram waits in the receive queue while we do not read:
+        // the wait is what is measured, so a sleep is the test itself.
+        let waited = Duration::from_millis(50);
+        std::thread::sleep(waited);
+        let read_at = Instant::now();
+        socket.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from, arrived) = recv(socket, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(from, sender.local_addr().unwrap());
+        // Arrived after it was sent (within the clocks' conversion) and a
+        // full wait before it was read.
+        assert!(
+            arrived + Duration::from_millis(1) >= before,
+            "{:?}",
+            before - arrived
+        );
+        assert!(read_at - arrived >= waited, "{:?}", read_at - arrived);
+    }
+
+    #[test]
+    fn an_arrival_is_now_without_a_stamp_or_with_one_from_the_future_and_at_most_a_second_ago() {
+        let (wall, now) = (SystemTime::now(), Instant::now());
+        assert_eq!(arrival(None, wall, now), now);
+        let future = wall + Duration::from_secs(5);
+        assert_eq!(arrival(Some(future), wall, now), now);
+        let ms = Duration::from_millis(3);
+        assert_eq!(arrival(Some(wall - ms), wall, now), now - ms);
+        let step = wall - Duration::from_secs(3600);
+        assert_eq!(arrival(Some(step), wall, now), now - Duration::from_secs(1));
     }
 }

@@ -63,6 +63,7 @@ fn run_with(timeout: &str, interval: &str, barrier: bool) -> Result<(), TestCase
             Input::Datagram {
                 from: peer,
                 message: Ok(m),
+                arrived: t0,
             },
             t0,
             &mut out,

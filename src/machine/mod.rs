@@ -280,10 +280,13 @@ pub enum Input {
         peer: u16,
         result: Result<Vec<SocketAddr>, String>,
     },
-    /// A datagram arrived from `from`.
+    /// A datagram arrived from `from`: it reached the socket at
+    /// `arrived` (the kernel's receive timestamp, at or before the
+    /// transition's `now`; the node may get to it later under load).
     Datagram {
         from: SocketAddr,
         message: Result<Message, DecodeError>,
+        arrived: Instant,
     },
     /// A deadline may have passed.
     Tick,
@@ -495,6 +498,7 @@ impl Node {
                 acked_seq: 0,
                 flags: Flags::default(),
                 last_heard: None,
+                arrived: None,
                 liveness: Liveness::Alive,
                 vouched: None,
                 requests: Vec::new(),
@@ -504,6 +508,7 @@ impl Node {
                 stage_since: None,
                 next_heartbeat: None,
                 ack_due: None,
+                acknowledged: false,
                 answer: false,
                 asked: Default::default(),
                 tries: 0,
@@ -672,7 +677,11 @@ impl Node {
         match input {
             Input::Start => self.start(now),
             Input::Resolved { peer, result } => self.resolved(peer, result, now, out),
-            Input::Datagram { from, message } => self.datagram(from, message, now, out),
+            Input::Datagram {
+                from,
+                message,
+                arrived,
+            } => self.datagram(from, message, arrived.min(now), now, out),
             Input::Tick => {}
             Input::Report => {
                 if self.started.is_some() {
@@ -959,6 +968,7 @@ impl Node {
         &mut self,
         from: SocketAddr,
         message: Result<Message, DecodeError>,
+        arrived: Instant,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1091,6 +1101,7 @@ impl Node {
         let p = &mut self.peers[i];
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
+        p.arrived = Some(p.arrived.map_or(arrived, |t| t.max(arrived)));
         p.reply_to = Some(from);
         p.mismatch = None;
         p.wrong_source = None;
@@ -1116,7 +1127,11 @@ impl Node {
             p.heartbeat = Some(now);
             p.heartbeat_seq = msg.seq;
             p.ack_due = Some(msg.seq);
-            if msg.ask && !p.answer {
+            // Never acknowledged by us, it waits for our acknowledgement
+            // whether it asks or not: it does not when it took our
+            // question for crossing its own, and that question was lost
+            // or went before it started.
+            if (msg.ask || !p.acknowledged) && !p.answer {
                 p.answer = true;
                 self.answers.push(i);
             }
@@ -1208,9 +1223,20 @@ impl Node {
             return;
         };
         // Had our question reached it before it sent this, this would carry
-        // the answer: once the question cannot be crossing any more, it was
-        // lost (or sent before the peer started). Ask again then.
-        let retry = crossing_until.max(now);
+        // the answer. Arrived once the question cannot have been crossing
+        // any more, it says the question was lost (or went before the peer
+        // started): ask again now. Arrived sooner, it crossed the question,
+        // which a peer that is up answers: ask again when its answer is
+        // overdue, however long this waited in our receive queue (under
+        // load, the question waits as long in the peer's).
+        let arrived = p.arrived.unwrap_or(now);
+        let retry = match p.probe() {
+            Some((_, sent)) if arrived < crossing_until => {
+                let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
+                (sent + wait).max(now)
+            }
+            _ => now,
+        };
         if p.next_heartbeat.is_none_or(|t| retry < t) {
             self.schedule(i, retry);
         }
@@ -1575,8 +1601,10 @@ impl Node {
             let awaits = self.awaits(p);
             // Our last question may still be on its way to it (our
             // heartbeats crossed): answering, we need not ask again. Sent
-            // longer ago, it was lost, or went before the peer started.
-            let in_flight = self.crossing_until(p).is_some_and(|t| now < t);
+            // longer before its datagram reached our socket, it was lost, or
+            // went before the peer started.
+            let arrived = p.arrived.unwrap_or(now);
+            let in_flight = self.crossing_until(p).is_some_and(|t| arrived < t);
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
                 // Its heartbeat stays due: it goes when its turn comes.
@@ -1615,6 +1643,7 @@ impl Node {
             }
             let rtt = self.rtt_of(p);
             let p = &mut self.peers[i];
+            p.acknowledged |= acked > 0;
             p.ack_due = None;
             p.answer = false;
             if ask {

@@ -44,6 +44,9 @@ pub(super) struct Peer {
     /// Its flags as last heard.
     pub(super) flags: Flags,
     pub(super) last_heard: Option<Instant>,
+    /// When its latest datagram reached our socket: what decides whether
+    /// it crossed our question, however long it then waited for us.
+    pub(super) arrived: Option<Instant>,
     /// What the failure detector makes of it.
     pub(super) liveness: Liveness,
     /// When a peer we asked to probe it said it answered.
@@ -69,6 +72,9 @@ pub(super) struct Peer {
     pub(super) ack_due: Option<u64>,
     /// It asked for an answer: send one in this transition.
     pub(super) answer: bool,
+    /// We have acknowledged a heartbeat of its current incarnation: until
+    /// then it cannot have exchanged with us, asked or not.
+    pub(super) acknowledged: bool,
     /// Our latest questions to it, unanswered (sequence number, when
     /// sent), so that an answer to any of them times its round trip.
     pub(super) asked: [Option<(u64, Instant)>; 4],
@@ -142,6 +148,7 @@ impl Peer {
         self.flags = Flags::default();
         self.ack_due = None;
         self.answer = false;
+        self.acknowledged = false;
         self.vouched = None;
         self.requests.clear();
         self.rearm();

@@ -70,6 +70,8 @@ pub struct Outcome {
     pub lost: u64,
     /// What the first nodes not READY (if any) report missing.
     pub not_ready: Vec<String>,
+    /// The nodes' counters added up, at the end of the run.
+    pub stats: Stats,
 }
 
 enum What {
@@ -80,11 +82,13 @@ enum What {
         from: usize,
         m: Message,
     },
-    /// Host `to` has worked through its queue up to this datagram.
+    /// Host `to` has worked through its queue up to this datagram, which
+    /// reached the queue at `arrived`.
     Process {
         to: usize,
         from: usize,
         m: Message,
+        arrived: Instant,
     },
     /// A node's deadline, valid if it is still the node's deadline.
     Wake(usize),
@@ -132,6 +136,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         overflows: 0,
         lost: 0,
         not_ready: Vec::new(),
+        stats: Stats::default(),
     };
     let mut sent = 0u64;
     while let Some(Reverse((now, k))) = events.pop() {
@@ -163,15 +168,26 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
                     &mut events,
                     &mut payloads,
                     done,
-                    What::Process { to, from, m },
+                    What::Process {
+                        to,
+                        from,
+                        m,
+                        arrived: now,
+                    },
                 );
                 continue;
             }
-            What::Process { to, from, m } => {
+            What::Process {
+                to,
+                from,
+                m,
+                arrived,
+            } => {
                 queued[to] -= 1;
                 let input = Input::Datagram {
                     from: addr(from),
                     message: Ok(m),
+                    arrived,
                 };
                 (to, input)
             }
@@ -230,6 +246,17 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
             }
         }
     }
+    for node in nodes.iter().flatten() {
+        let n = node.stats();
+        let t = &mut o.stats;
+        t.heartbeats += n.heartbeats;
+        t.steady += n.steady;
+        t.retries += n.retries;
+        t.retries_unheard += n.retries_unheard;
+        t.acks += n.acks;
+        t.probes += n.probes;
+        t.received += n.received;
+    }
     // What the first few nodes not READY say they miss, for a failure.
     for (i, node) in nodes.iter_mut().enumerate() {
         if o.not_ready.len() == 3 {
@@ -266,7 +293,7 @@ fn uniform(state: &mut u64) -> f64 {
 /// The line `make bench` reads.
 pub fn summary(s: &Scale, o: &Outcome) -> String {
     format!(
-        "SIM peers={} loss={} ready_ms={:.1} datagrams={} minimum={} ready={} overflows={} seed={} spread_ms={}",
+        "SIM peers={} loss={} ready_ms={:.1} datagrams={} minimum={} ready={} overflows={} seed={} spread_ms={} retries={} retries_unheard={} steady={}",
         s.peers,
         (s.loss * 100.0).round(),
         o.last_ready_after_last_start
@@ -277,6 +304,9 @@ pub fn summary(s: &Scale, o: &Outcome) -> String {
         o.overflows,
         s.seed,
         s.spread.as_secs_f64() * 1000.0,
+        o.stats.retries,
+        o.stats.retries_unheard,
+        o.stats.steady,
     )
 }
 
@@ -305,6 +335,20 @@ fn a_thousand_nodes_become_ready() {
 #[test]
 fn a_thousand_nodes_become_ready_under_loss() {
     all_ready_within(1000, 0.2, 2, Duration::from_secs(5));
+}
+
+/// Started at the same instant, every pair's first heartbeats cross: each
+/// side then acknowledges the other's, 4 datagrams a pair, and nothing
+/// more, however long the first heartbeats wait in the receive queues.
+#[test]
+fn nodes_started_together_exchange_on_four_datagrams_a_pair() {
+    let peers = 256;
+    let mut s = Scale::new(peers, 1, 0.0);
+    s.spread = Duration::ZERO;
+    let o = run(&s, Duration::from_secs(1));
+    assert_eq!(o.ready, peers, "{o:?}");
+    let pairs = (peers * (peers - 1) / 2) as u64;
+    assert_eq!(o.datagrams, 4 * pairs, "{o:?}");
 }
 
 /// The figures for `make bench`: `cargo test --release --lib

@@ -350,7 +350,8 @@ enum What {
 /// What a stopped process will read once it resumes.
 #[derive(Debug)]
 enum Queued {
-    Datagram(InFlight),
+    /// A datagram, and when it reached the socket.
+    Datagram(InFlight, Instant),
     Resolved {
         peer: u16,
         result: Result<Vec<SocketAddr>, String>,
@@ -915,7 +916,7 @@ impl Sim {
                 };
                 self.feed(node, Queued::Resolved { peer, result })
             }
-            What::Deliver(f) => self.feed(f.to, Queued::Datagram(f)),
+            What::Deliver(f) => self.feed(f.to, Queued::Datagram(f, self.now)),
         }
     }
 
@@ -1045,7 +1046,7 @@ impl Sim {
             return Ok(());
         }
         if let Some(p) = &mut slot.paused {
-            if let Queued::Datagram(_) = queued {
+            if let Queued::Datagram(..) = queued {
                 if p.datagrams >= SOCKET_BUFFER {
                     self.lost += 1;
                     return Ok(());
@@ -1060,7 +1061,7 @@ impl Sim {
 
     fn read(&mut self, i: usize, queued: Queued) -> Result<(), Failure> {
         match queued {
-            Queued::Datagram(f) => self.receive(f),
+            Queued::Datagram(f, arrived) => self.receive(f, arrived),
             Queued::Resolved { peer, result } => {
                 let j = usize::from(peer - 1);
                 if let Ok(addrs) = &result
@@ -1073,7 +1074,7 @@ impl Sim {
         }
     }
 
-    fn receive(&mut self, f: InFlight) -> Result<(), Failure> {
+    fn receive(&mut self, f: InFlight, arrived: Instant) -> Result<(), Failure> {
         if self.slots[f.to].node.is_none() {
             return Ok(());
         }
@@ -1094,6 +1095,7 @@ impl Sim {
             Input::Datagram {
                 from: f.src,
                 message,
+                arrived,
             },
         )
     }
@@ -1391,7 +1393,7 @@ impl Sim {
             datagram,
             origin,
         };
-        self.feed(target, Queued::Datagram(f))
+        self.feed(target, Queued::Datagram(f, self.now))
     }
 
     fn ready(&mut self, i: usize) -> Result<(), Failure> {

@@ -133,6 +133,7 @@ fn deliver(node: &mut Node, from: SocketAddr, m: Message, now: Instant) -> Vec<A
         Input::Datagram {
             from,
             message: Ok(m),
+            arrived: now,
         },
         now,
     )
@@ -196,8 +197,9 @@ struct Net {
     paused: Vec<Option<(Node, Backlog)>>,
 }
 
-/// Datagrams waiting in a stopped node's socket: (source, datagram).
-type Backlog = Vec<(SocketAddr, Message)>;
+/// Datagrams waiting in a stopped node's socket: (source, datagram, when
+/// it reached the socket).
+type Backlog = Vec<(SocketAddr, Message, Instant)>;
 
 impl Net {
     fn new(n: usize, t0: Instant) -> Net {
@@ -258,10 +260,16 @@ impl Net {
 
     fn input(&mut self, i: usize, input: Input) {
         let Some(node) = self.nodes[i].as_mut() else {
-            if let (Some((_, backlog)), Input::Datagram { from, message }) =
-                (self.paused[i].as_mut(), input)
+            if let (
+                Some((_, backlog)),
+                Input::Datagram {
+                    from,
+                    message,
+                    arrived,
+                },
+            ) = (self.paused[i].as_mut(), input)
             {
-                backlog.extend(message.ok().map(|m| (from, m)));
+                backlog.extend(message.ok().map(|m| (from, m, arrived)));
             }
             return;
         };
@@ -337,6 +345,7 @@ impl Net {
                     Input::Datagram {
                         from,
                         message: Ok(message),
+                        arrived: self.now,
                     },
                 );
             } else {
@@ -596,7 +605,16 @@ fn datagrams_that_are_not_believable_are_dropped_and_counted() {
     ];
     for (from, message, reason) in cases {
         let before = n.stats().dropped[reason.index()];
-        let out = step(&mut n, Input::Datagram { from, message }, t0 + MS);
+        let arrived = t0 + MS;
+        let out = step(
+            &mut n,
+            Input::Datagram {
+                from,
+                message,
+                arrived,
+            },
+            arrived,
+        );
         if reason == Drop::HostsMismatch {
             // Its sender learns that we read another list: an
             // acknowledgement with our fingerprint, which nobody answers.
@@ -627,6 +645,7 @@ fn drop_warnings_are_rate_limited() {
             Input::Datagram {
                 from: addr(9),
                 message: Err(crate::wire::DecodeError::Length(3)),
+                arrived: t0 + MS * k,
             },
             t0 + MS * k,
         );
@@ -982,6 +1001,7 @@ fn a_peer_with_another_secret_is_named_and_reported_at_the_timeout() {
             Input::Datagram {
                 from: addr(2),
                 message: Err(DecodeError::BadMac),
+                arrived: t0 + MS * k,
             },
             t0 + MS * k,
         );
@@ -1225,7 +1245,16 @@ fn alternating_mismatches_are_warned_about_within_a_fixed_bound() {
         } else {
             Err(crate::wire::DecodeError::NoSecret)
         };
-        let out = step(&mut n, Input::Datagram { from, message }, now);
+        let arrived = now;
+        let out = step(
+            &mut n,
+            Input::Datagram {
+                from,
+                message,
+                arrived,
+            },
+            now,
+        );
         warnings += out
             .iter()
             .filter(|a| {
@@ -1841,12 +1870,13 @@ fn retries_waiting_for_the_pacer_cost_nothing_until_their_turn() {
 }
 
 #[test]
-fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
+fn a_question_taken_for_crossing_is_asked_again_when_its_answer_is_overdue() {
     // We start and ask the peer, which is not up yet (lost); it starts
     // half a millisecond later and asks us. Ours may be crossing its: the
-    // answer does not ask again, but if no answer to ours comes within the
-    // crossing window, ours was lost and is asked again then, not after
-    // the retry timeout.
+    // answer does not ask again, and ours is asked again only once the
+    // answer of a peer that is up is overdue, not when the crossing window
+    // closes (a question lost before the peer started is made good by the
+    // peer: see the next test).
     let t0 = Instant::now();
     let fp = hosts::fingerprint(&entries(2));
     let (mut n, _) = node(2, 1, params(), t0);
@@ -1857,7 +1887,7 @@ fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
     assert!(!s[0].ask);
     let next = n.next_deadline().unwrap();
     assert!(
-        next <= t0 + retransmit::UNMEASURED_CROSSING,
+        next >= t0 + retransmit::MIN_RTO,
         "asked again after {:?}",
         next - t0
     );
@@ -1865,6 +1895,78 @@ fn a_question_taken_for_crossing_is_asked_again_as_soon_as_it_cannot_be() {
     let s = heartbeats_to(&out, addr(2));
     assert_eq!(s.len(), 1, "{out:?}");
     assert!(s[0].ask);
+}
+
+#[test]
+fn crossing_is_judged_by_when_the_datagram_reached_the_socket() {
+    // The peer's first heartbeat reached our socket while our start
+    // heartbeat could still be crossing it, but we got to it only 5 ms
+    // later (a long receive queue): still crossing, so the answer does
+    // not ask again.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    let arrived = t0 + retransmit::UNMEASURED_CROSSING / 2;
+    let message = Ok(hb(fp, 2, 1, 9, 1));
+    let input = Input::Datagram {
+        from: addr(2),
+        message,
+        arrived,
+    };
+    let out = step(&mut n, input, t0 + 5 * MS);
+    let s = heartbeats_to(&out, addr(2));
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert!(!s[0].ask, "{out:?}");
+}
+
+#[test]
+fn a_heartbeat_from_a_peer_never_acknowledged_is_answered_unasked() {
+    // Its heartbeat does not ask (it took its question for crossing ours),
+    // but we have never acknowledged it, so it cannot have exchanged with
+    // us: answered at once. Acknowledged, a heartbeat that does not ask
+    // (and answers ours) waits for our next.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    // (While our start heartbeat may still be crossing its, so that
+    // nothing else makes us send.)
+    let mut quiet = hb(fp, 2, 1, 9, 1);
+    quiet.ask = false;
+    let crossing = t0 + retransmit::UNMEASURED_CROSSING / 2;
+    let out = deliver(&mut n, addr(2), quiet, crossing);
+    let s = heartbeats_to(&out, addr(2));
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].ack(), Some((9, 1)));
+    assert!(!s[0].ask);
+    let mut again = hb(fp, 2, 1, 9, 2);
+    again.ask = false;
+    again.echo = s[0].incarnation;
+    again.acked = s[0].seq;
+    let out = deliver(&mut n, addr(2), again, crossing + MS);
+    assert!(heartbeats_to(&out, addr(2)).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_question_lost_before_the_peer_started_but_taken_for_crossing_costs_no_wait() {
+    // Node 1 starts half a crossing window after node 0: node 0's start
+    // heartbeat is lost, yet node 0 takes it for crossing node 1's and
+    // answers without asking. Node 1, never having acknowledged node 0,
+    // acknowledges that answer unasked: both READY one round trip after
+    // node 1's start, on four datagrams (the lost one among them).
+    let t0 = Instant::now();
+    let mut net = Net::new(2, t0);
+    net.start(0, params(), 100);
+    let later = t0 + retransmit::UNMEASURED_CROSSING / 2;
+    net.run_until(later);
+    net.start(1, params(), 101);
+    net.run_until(later + retransmit::MIN_RTO);
+    let ready = net.last_ready();
+    assert!(
+        ready <= later + 3 * net.latency,
+        "READY {:?} after the later start",
+        ready - later
+    );
+    assert_eq!(net.sent.iter().sum::<usize>(), 4, "{:?}", net.log);
 }
 
 #[test]
@@ -2135,9 +2237,14 @@ impl Net {
         let (node, backlog) = self.paused[i].take().expect("paused");
         self.nodes[i] = Some(node);
         self.input(i, Input::Tick);
-        for (from, message) in backlog {
+        for (from, message, arrived) in backlog {
             let message = Ok(message);
-            self.input(i, Input::Datagram { from, message });
+            let input = Input::Datagram {
+                from,
+                message,
+                arrived,
+            };
+            self.input(i, input);
         }
     }
 }

@@ -1227,13 +1227,13 @@ impl Node {
         // any more, it says the question was lost (or went before the peer
         // started): ask again now. Arrived sooner, it crossed the question,
         // which a peer that is up answers: ask again when its answer is
-        // overdue, however long this waited in our receive queue (under
-        // load, the question waits as long in the peer's).
+        // overdue, counting besides as long as this waited in our receive
+        // queue (under load, the question waits as long in the peer's).
         let arrived = p.arrived.unwrap_or(now);
         let retry = match p.probe() {
             Some((_, sent)) if arrived < crossing_until => {
                 let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
-                (sent + wait).max(now)
+                (sent + wait + now.saturating_duration_since(arrived)).max(now)
             }
             _ => now,
         };
@@ -1342,6 +1342,7 @@ impl Node {
             let p = &mut self.peers[i];
             p.ack = None;
             p.acked_seq = 0;
+            p.acknowledged = false;
             self.rearm(i, now);
         }
         self.recount();

@@ -72,8 +72,9 @@ pub(super) struct Peer {
     pub(super) ack_due: Option<u64>,
     /// It asked for an answer: send one in this transition.
     pub(super) answer: bool,
-    /// We have acknowledged a heartbeat of its current incarnation: until
-    /// then it cannot have exchanged with us, asked or not.
+    /// Our current incarnation has acknowledged a heartbeat of its
+    /// current one: until then it cannot have exchanged with us, asked or
+    /// not.
     pub(super) acknowledged: bool,
     /// Our latest questions to it, unanswered (sequence number, when
     /// sent), so that an answer to any of them times its round trip.

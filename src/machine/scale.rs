@@ -339,7 +339,8 @@ fn a_thousand_nodes_become_ready_under_loss() {
 
 /// Started at the same instant, every pair's first heartbeats cross: each
 /// side then acknowledges the other's, 4 datagrams a pair, and nothing
-/// more, however long the first heartbeats wait in the receive queues.
+/// more, though the first heartbeats wait in the receive queues longer
+/// than a question may take to cross.
 #[test]
 fn nodes_started_together_exchange_on_four_datagrams_a_pair() {
     let peers = 256;

@@ -1051,6 +1051,38 @@ fn an_earlier_incarnation_is_never_taken_back_but_told_what_to_take() {
 }
 
 #[test]
+fn a_new_incarnation_of_ours_has_acknowledged_nobody_yet() {
+    // We answered peer 2, then took a new incarnation: peer 2 forgets the
+    // old one and needs our new one's acknowledgement, so its next
+    // heartbeat is answered even though it does not ask.
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, out) = node(2, 1, params(), t0);
+    let first = heartbeats_to(&out, addr(2))[0];
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
+    assert_eq!(heartbeats_to(&out, addr(2))[0].ack(), Some((9, 1)));
+    let stale = Message {
+        kind: Kind::Stale,
+        echo: 5000,
+        ..ack_of(&first, 9)
+    };
+    let at = t0 + 2 * MS;
+    deliver(&mut n, addr(2), stale, at);
+    assert!(n.incarnation() > 5000);
+    let mut quiet = hb(fp, 2, 1, 9, 2);
+    quiet.ask = false;
+    let out = deliver(
+        &mut n,
+        addr(2),
+        quiet,
+        at + retransmit::UNMEASURED_CROSSING / 2,
+    );
+    let s = heartbeats_to(&out, addr(2));
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].ack(), Some((9, 2)));
+}
+
+#[test]
 fn told_of_a_newer_incarnation_of_itself_a_node_takes_one_above_it() {
     let t0 = Instant::now();
     let fp = hosts::fingerprint(&entries(2));
@@ -1900,9 +1932,11 @@ fn a_question_taken_for_crossing_is_asked_again_when_its_answer_is_overdue() {
 #[test]
 fn crossing_is_judged_by_when_the_datagram_reached_the_socket() {
     // The peer's first heartbeat reached our socket while our start
-    // heartbeat could still be crossing it, but we got to it only 5 ms
-    // later (a long receive queue): still crossing, so the answer does
-    // not ask again.
+    // heartbeat could still be crossing it, but we got to it only 30 ms
+    // later (a long receive queue, longer than an answer may take): still
+    // crossing, so the answer does not ask again, nor does a retry go at
+    // once, since our question may have waited as long in the peer's
+    // queue.
     let t0 = Instant::now();
     let fp = hosts::fingerprint(&entries(2));
     let (mut n, _) = node(2, 1, params(), t0);
@@ -1913,10 +1947,12 @@ fn crossing_is_judged_by_when_the_datagram_reached_the_socket() {
         message,
         arrived,
     };
-    let out = step(&mut n, input, t0 + 5 * MS);
+    let now = t0 + 30 * MS;
+    let out = step(&mut n, input, now);
     let s = heartbeats_to(&out, addr(2));
     assert_eq!(s.len(), 1, "{out:?}");
     assert!(!s[0].ask, "{out:?}");
+    assert!(n.next_deadline().is_some_and(|t| t > now));
 }
 
 #[test]

@@ -96,6 +96,22 @@ pub struct Stats {
     pub dropped: [u64; Drop::COUNT],
 }
 
+impl std::ops::AddAssign for Stats {
+    /// Adds another node's counts: a cluster's, in the simulators.
+    fn add_assign(&mut self, other: Stats) {
+        self.heartbeats += other.heartbeats;
+        self.steady += other.steady;
+        self.retries += other.retries;
+        self.retries_unheard += other.retries_unheard;
+        self.acks += other.acks;
+        self.probes += other.probes;
+        self.received += other.received;
+        for (a, b) in self.dropped.iter_mut().zip(other.dropped) {
+            *a += b;
+        }
+    }
+}
+
 impl Stats {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()

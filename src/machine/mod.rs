@@ -1214,7 +1214,7 @@ impl Node {
         if !self.awaits(p) {
             return;
         }
-        let Some(crossing_until) = self.crossing_until(p) else {
+        let Some((_, sent)) = p.probe() else {
             // Not asked yet (it is heard before we knew where it is, or it
             // does not know this incarnation of ours): ask now.
             if p.next_heartbeat.is_none_or(|t| t > now) {
@@ -1229,13 +1229,12 @@ impl Node {
         // which a peer that is up answers: ask again when its answer is
         // overdue, counting besides as long as this waited in our receive
         // queue (under load, the question waits as long in the peer's).
-        let arrived = p.arrived.unwrap_or(now);
-        let retry = match p.probe() {
-            Some((_, sent)) if arrived < crossing_until => {
-                let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
-                (sent + wait + now.saturating_duration_since(arrived)).max(now)
-            }
-            _ => now,
+        let retry = if self.crossed(p, now) {
+            let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
+            let queued = now.saturating_duration_since(p.arrived.unwrap_or(now));
+            (sent + wait + queued).max(now)
+        } else {
+            now
         };
         if p.next_heartbeat.is_none_or(|t| retry < t) {
             self.schedule(i, retry);
@@ -1269,12 +1268,14 @@ impl Node {
         }
     }
 
-    /// Until when our latest question to `p` may still be crossing its
-    /// datagrams on the way: two round trips after it went.
-    fn crossing_until(&self, p: &Peer) -> Option<Instant> {
+    /// Whether `p`'s latest datagram reached our socket while our latest
+    /// question to it may still have been crossing it on the way (within
+    /// two round trips of the question), whenever we got to it.
+    fn crossed(&self, p: &Peer, now: Instant) -> bool {
         let srtt = p.rtt.srtt().or(self.rtt.srtt());
-        let (_, sent) = p.probe()?;
-        Some(sent + retransmit::crossing_window(&self.params, srtt))
+        p.probe().is_some_and(|(_, sent)| {
+            p.arrived.unwrap_or(now) < sent + retransmit::crossing_window(&self.params, srtt)
+        })
     }
 
     /// The measured retransmission timeout to `p`, or the node's.
@@ -1604,8 +1605,7 @@ impl Node {
             // heartbeats crossed): answering, we need not ask again. Sent
             // longer before its datagram reached our socket, it was lost, or
             // went before the peer started.
-            let arrived = p.arrived.unwrap_or(now);
-            let in_flight = self.crossing_until(p).is_some_and(|t| arrived < t);
+            let in_flight = self.crossed(p, now);
             let ask = awaits && (timer || !in_flight);
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
                 // Its heartbeat stays due: it goes when its turn comes.

@@ -247,15 +247,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         }
     }
     for node in nodes.iter().flatten() {
-        let n = node.stats();
-        let t = &mut o.stats;
-        t.heartbeats += n.heartbeats;
-        t.steady += n.steady;
-        t.retries += n.retries;
-        t.retries_unheard += n.retries_unheard;
-        t.acks += n.acks;
-        t.probes += n.probes;
-        t.received += n.received;
+        o.stats += node.stats();
     }
     // What the first few nodes not READY say they miss, for a failure.
     for (i, node) in nodes.iter_mut().enumerate() {

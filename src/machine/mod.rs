@@ -44,7 +44,7 @@ pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty}
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
 use peer::Peer;
-use retransmit::{Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
+use retransmit::{Loss, Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
 use timers::{Timer, Timers};
 
 /// How often at most the machine raises a warning about dropped datagrams.
@@ -355,6 +355,8 @@ pub struct Node {
     pacer: Pacer,
     /// The round trip to any peer: the estimate for peers not measured yet.
     rtt: Rtt,
+    /// Whether our questions have been lost lately.
+    loss: Loss,
     /// A peer that passed the barrier while we were not READY.
     passed_without_us: Option<String>,
     /// Every peer's deadlines.
@@ -544,6 +546,7 @@ impl Node {
             replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
             pacer: Pacer::new(RETRANSMIT_RATE, RETRANSMIT_BURST),
             rtt: Rtt::default(),
+            loss: Loss::default(),
             passed_without_us: None,
             timers: Timers::default(),
             round: None,
@@ -600,6 +603,15 @@ impl Node {
     fn schedule(&mut self, i: usize, at: Instant) {
         self.peers[i].next_heartbeat = Some(at);
         self.timers.push(at, i, Timer::Heartbeat);
+    }
+
+    /// Our network has lost none of our questions lately: a peer never
+    /// heard from has not started. A question lost is known once its
+    /// retry, a timeout later, is answered: three timeouts leave room for
+    /// a peer slower than most.
+    fn lossless(&self, now: Instant) -> bool {
+        let timeout = retransmit::answer_timeout(&self.params, self.rtt.timeout());
+        self.loss.none_seen(timeout * 3, now)
     }
 
     /// Peer `i`'s name is resolved (again) at `at`.
@@ -1112,6 +1124,9 @@ impl Node {
             // the record moved and is dropped.
             self.peers[i].resolve_at = Some(now + silent_after);
         }
+        // Heard before this datagram: had our question been lost, its
+        // retry would have counted as a loss.
+        let heard_before = self.peers[i].heard_within(silent_after, now);
         self.watch_silence(i, now);
         let p = &mut self.peers[i];
         if msg.flags.done
@@ -1142,7 +1157,7 @@ impl Node {
         if let Some((_, acked)) = ack
             && acked > p.acked_seq
         {
-            self.acknowledged(i, acked, now);
+            self.acknowledged(i, acked, heard_before, now);
         }
         self.recounted(i, before);
         let p = &self.peers[i];
@@ -1179,8 +1194,10 @@ impl Node {
         }
     }
 
-    /// Peer `i` acknowledged our heartbeat `acked`.
-    fn acknowledged(&mut self, i: usize, acked: u64, now: Instant) {
+    /// Peer `i` acknowledged our heartbeat `acked`; `heard` says whether
+    /// it had been heard before, so that the answer was to a peer that is
+    /// up.
+    fn acknowledged(&mut self, i: usize, acked: u64, heard: bool, now: Instant) {
         self.leave_acknowledged(i, acked);
         let asked = self.awaits(&self.peers[i]);
         let p = &mut self.peers[i];
@@ -1195,6 +1212,19 @@ impl Node {
             let r = now.saturating_duration_since(sent);
             p.rtt.sample(r);
             self.rtt.sample(r);
+            // What it says about loss, if the peer was up when asked (a
+            // newcomer's first questions go to peers it has not heard, and
+            // those lost are never seen, so those answered say nothing).
+            // The answer to a retry says the question before it was lost
+            // (on its way or its answer's); the answer to the first
+            // question, however late, says nothing was, and a retry sent
+            // meanwhile was only impatient.
+            let retry_answered = p.tries >= 2 && p.probe().is_some_and(|(seq, _)| seq == acked);
+            if heard && retry_answered {
+                self.loss.lost();
+            } else if heard {
+                self.loss.answered(now);
+            }
         }
         if answered.is_some() || p.probe().is_some_and(|(seq, _)| seq <= acked) {
             p.tries = 0;
@@ -1607,6 +1637,23 @@ impl Node {
             // went before the peer started.
             let in_flight = self.crossed(p, now);
             let ask = awaits && (timer || !in_flight);
+            // A retry to a peer never heard, on a network that has lost
+            // none of our questions lately: it has not started, and its
+            // start will announce it. Asked on the quick schedule (before
+            // we knew), it waits for an interval after our last question.
+            let interval = self.params.interval;
+            if ask
+                && p.tries > 0
+                && !p.answer
+                && p.last_heard.is_none()
+                && let Some((_, sent)) = p.probe()
+                && now < sent + interval * 3 / 4
+                && self.lossless(now)
+            {
+                let at = sent + interval.mul_f64(jitter(&mut self.rng));
+                self.schedule(i, at);
+                continue;
+            }
             if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
                 // Its heartbeat stays due: it goes when its turn comes.
                 if !p.paced {

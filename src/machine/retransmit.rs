@@ -13,6 +13,13 @@
 //! - A peer not heard from has most likely not started: retries back off
 //!   from [`Params::initial_rto`] to the interval. Its own start heartbeats
 //!   everyone, and that is what makes READY instant, not our retries.
+//! - A peer never heard from, while the peers it hears have answered its
+//!   questions [`CLEAN_ANSWERS`] times since the last was lost ([`Loss`]),
+//!   has not started: on a network that loses
+//!   nothing its start heartbeat would have arrived. It is asked once an
+//!   interval; a newcomer's own questions, retried on the quick schedule
+//!   until it has that evidence of its own, cover a start heartbeat lost
+//!   all the same.
 //!
 //! Every retry, whatever its peer, spends a token of the node's [`Pacer`],
 //! so that retransmissions to many peers at once cannot exceed what
@@ -40,6 +47,67 @@ pub(super) const FAST_RETRIES: u32 = 8;
 /// the socket buffer it sizes for its peers.
 pub(super) const RETRANSMIT_RATE: u32 = 1000;
 pub(super) const RETRANSMIT_BURST: u32 = 100;
+
+/// Answers from peers that are up since the last loss, after which a node
+/// takes its network for one that loses nothing. Under random loss of `p`
+/// each way, a given run of 16 round trips all get through with
+/// probability `(1-p)^32`: one in five at 5%, one in 1 300 at 20%. Every
+/// loss doubles the run needed, so that a network seen to lose is not
+/// taken for one that does not on a lucky streak.
+///
+/// A loss is a retry that was answered: the question before it, or its
+/// answer, was lost. A retry whose earlier question is answered after all
+/// was only impatient (a busy peer), and says nothing: on two cores
+/// starting 256 peers, nine in ten first retries are.
+pub(super) const CLEAN_ANSWERS: u32 = 16;
+
+/// What a node's own questions say about loss on its network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Loss {
+    /// Answers since the last loss.
+    clean: u32,
+    /// How many it takes.
+    needed: u32,
+    /// When the run reached that.
+    since: Option<Instant>,
+}
+
+impl Default for Loss {
+    fn default() -> Loss {
+        Loss {
+            clean: 0,
+            needed: CLEAN_ANSWERS,
+            since: None,
+        }
+    }
+}
+
+impl Loss {
+    /// A question was answered.
+    pub(super) fn answered(&mut self, now: Instant) {
+        self.clean = self.clean.saturating_add(1);
+        if self.clean == self.needed {
+            self.since = Some(now);
+        }
+    }
+
+    /// A question to a peer that is up was lost: its retry was answered.
+    pub(super) fn lost(&mut self) {
+        self.clean = 0;
+        self.needed = self.needed.saturating_mul(2);
+        self.since = None;
+    }
+
+    /// Nothing lost lately: enough answers in a row, the last of them at
+    /// least `settle` ago, by when a question asked as long ago as the
+    /// run's answers and lost would have been asked again and that answered.
+    /// A burst of questions brings its answers in well before its losses
+    /// are known.
+    pub(super) fn none_seen(&self, settle: Duration, now: Instant) -> bool {
+        self.since
+            .is_some_and(|t| now.saturating_duration_since(t) >= settle)
+    }
+}
 
 /// A smoothed round-trip time and its variation (RFC 6298).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -260,6 +328,39 @@ mod tests {
             ]
         );
         assert_eq!(retry_after(&p, false, None, u32::MAX), ms(2000));
+    }
+
+    #[test]
+    fn sixteen_answers_in_a_row_settled_say_nothing_is_lost_and_each_loss_doubles_the_run() {
+        let t0 = Instant::now();
+        let settle = Duration::from_millis(10);
+        let later = t0 + settle;
+        let mut loss = Loss::default();
+        let run = |loss: &mut Loss, n: u32| {
+            for _ in 0..n {
+                loss.answered(t0);
+            }
+        };
+        run(&mut loss, 15);
+        assert!(!loss.none_seen(settle, later));
+        run(&mut loss, 1);
+        assert!(loss.none_seen(settle, later));
+        // Not before the losses among the run's questions would be known.
+        assert!(!loss.none_seen(settle, later - Duration::from_nanos(1)));
+        // One loss: the count starts over, and twice as many answers are
+        // needed.
+        loss.lost();
+        assert!(!loss.none_seen(settle, later));
+        run(&mut loss, 31);
+        assert!(!loss.none_seen(settle, later));
+        run(&mut loss, 1);
+        assert!(loss.none_seen(settle, later));
+        loss.lost();
+        loss.lost();
+        run(&mut loss, 127);
+        assert!(!loss.none_seen(settle, later));
+        run(&mut loss, 1);
+        assert!(loss.none_seen(settle, later));
     }
 
     #[test]

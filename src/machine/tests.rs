@@ -1679,6 +1679,159 @@ fn sent_between(net: &Net, from: Instant, to: Instant) -> Vec<(Instant, usize, u
         .collect()
 }
 
+/// Starts nodes `ids` one a millisecond apart.
+fn start_one_a_millisecond(net: &mut Net, ids: std::ops::RangeInclusive<usize>) {
+    for i in ids {
+        net.start(i, params(), 100 + i as u64);
+        net.run_until(net.now + MS);
+    }
+}
+
+/// When node `from` sent to node `to`.
+fn sent_to(net: &Net, from: usize, to: usize) -> Vec<Instant> {
+    net.log
+        .iter()
+        .filter(|(_, f, t, _)| *f == from && *t == to)
+        .map(|(t, ..)| *t)
+        .collect()
+}
+
+#[test]
+fn a_peer_never_heard_is_asked_once_an_interval_once_nothing_has_been_lost() {
+    // Sixteen peers start and answer node 0's questions at the first
+    // asking: its network loses nothing, so the one it has never heard
+    // has not started, and is asked once an interval (three times in 5 s,
+    // where the quick schedule from 100 ms would ask six times). Its start
+    // heartbeats everyone: all READY a round trip later.
+    let t0 = Instant::now();
+    let mut net = Net::new(18, t0);
+    let interval = params().interval;
+    start_one_a_millisecond(&mut net, 0..=16);
+    net.run_until(t0 + Duration::from_secs(5));
+    let asked = sent_to(&net, 0, 17);
+    assert_eq!(asked[0], t0, "{asked:?}");
+    for w in asked.windows(2) {
+        assert!(
+            w[1] - w[0] >= interval * 3 / 4,
+            "asked again {:?} after the last time: {asked:?}",
+            w[1] - w[0]
+        );
+    }
+    let last_start = net.now;
+    net.start(17, params(), 999);
+    net.run_until(last_start + Duration::from_millis(5));
+    let ready = net.last_ready();
+    assert!(
+        ready <= last_start + net.latency * 3,
+        "READY {:?} after the last start",
+        ready - last_start
+    );
+}
+
+#[test]
+fn a_network_seen_to_lose_keeps_the_quick_schedule_for_a_peer_never_heard() {
+    // Node 0's answers to node 1 are lost for a while, so its question to
+    // a peer that is up goes unanswered and is asked again: its network
+    // loses. The seventeen answers that follow, each at the first asking,
+    // are more than the sixteen that would otherwise do but fewer than the
+    // 32 it now takes, so the peer never heard is still asked on the quick
+    // schedule, from 100 ms: at least four times in the first second.
+    let t0 = Instant::now();
+    let mut net = Net::new(20, t0);
+    net.cut.push((0, 1));
+    net.start(0, params(), 100);
+    net.start(1, params(), 101);
+    net.run_until(t0 + Duration::from_millis(30));
+    let retried = net
+        .log
+        .iter()
+        .filter(|(_, from, to, m)| *from == 0 && *to == 1 && m.ask)
+        .count();
+    assert!(retried >= 2, "node 0 asked node 1 {retried} times");
+    net.cut.clear();
+    net.run_until(t0 + Duration::from_millis(100));
+    assert!(net.nodes[0].as_ref().unwrap().peers[0].exchanged());
+    start_one_a_millisecond(&mut net, 2..=18);
+    net.run_until(t0 + Duration::from_secs(1));
+    let asked = sent_to(&net, 0, 19);
+    assert!(asked.len() >= 4, "{asked:?}");
+}
+
+#[test]
+fn a_retry_answered_by_the_answer_to_the_first_question_is_no_loss() {
+    // Sixteen peers start and answer node 0 at the first asking. Then node
+    // 1 starts and stops at once, with node 0's question in its socket:
+    // node 0 asks again, and node 1, running again, answers the first
+    // question. The retry was impatient, nothing was lost: node 0 still
+    // takes the peer it never heard for one not started, and asks it once
+    // an interval (after its first retry, which went while the late answer
+    // had made its round-trip estimate, and with it the time it gives a
+    // loss to show, long).
+    let t0 = Instant::now();
+    let mut net = Net::new(19, t0);
+    net.start(0, params(), 100);
+    start_one_a_millisecond(&mut net, 2..=17);
+    net.run_until(t0 + Duration::from_millis(30));
+    let t1 = net.now;
+    net.start(1, params(), 101);
+    net.run_until(t1 + net.latency * 3 / 2);
+    net.pause(1);
+    net.run_until(t1 + Duration::from_millis(40));
+    net.resume(1);
+    net.run_until(t0 + Duration::from_secs(5));
+    let asked: Vec<_> = net
+        .log
+        .iter()
+        .filter(|(t, from, to, m)| *t >= t1 && *from == 0 && *to == 1 && m.ask)
+        .map(|(_, _, _, m)| m.seq)
+        .collect();
+    assert!(asked.len() >= 2, "node 0 did not ask node 1 again");
+    assert!(
+        net.log
+            .iter()
+            .any(|(_, from, to, m)| (*from, *to) == (1, 0) && m.acked == asked[0]),
+        "node 1 did not answer the first question"
+    );
+    let asked = sent_to(&net, 0, 18);
+    assert!(asked.len() >= 3, "{asked:?}");
+    for w in asked
+        .windows(2)
+        .filter(|w| w[0] >= t0 + Duration::from_millis(200))
+    {
+        assert!(
+            w[1] - w[0] >= params().interval * 3 / 4,
+            "asked again {:?} after the last time: {asked:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
+#[test]
+fn a_newcomer_whose_start_heartbeat_was_lost_asks_again_on_the_quick_schedule() {
+    // Nineteen peers have run for 10 s; the twentieth starts, and the link
+    // between it and the last of them loses everything for 50 ms. Eighteen
+    // peers answer its start heartbeat, but it had heard none of them
+    // before, so their answers say nothing about loss (its questions lost
+    // on the way to them would have gone unseen): the one it never heard
+    // is asked again on the quick schedule, and all are READY well before
+    // the interval after which the old peer's own heartbeat would come.
+    let t0 = Instant::now();
+    let n = 20;
+    let mut net = Net::all_but_last(n, t0);
+    let start = net.now;
+    net.cut.extend([(n - 1, n - 2), (n - 2, n - 1)]);
+    net.start(n - 1, params(), 999);
+    net.run_until(start + Duration::from_millis(50));
+    net.cut.clear();
+    net.run_until(start + Duration::from_millis(400));
+    let ready = net.last_ready();
+    assert!(
+        ready - start <= Duration::from_millis(250),
+        "READY {:?} after the start",
+        ready - start
+    );
+}
+
 #[test]
 fn a_late_starters_exchange_takes_three_datagrams_per_peer() {
     let t0 = Instant::now();

@@ -24,4 +24,19 @@ fn main() {
     let profile = std::env::var("PROFILE").unwrap_or_default();
     let target = std::env::var("TARGET").unwrap_or_default();
     println!("cargo:rustc-env=ROLLCALL_BUILD=commit {commit}, {profile} build for {target}");
+    // The unwinder from libgcc's archive, as a statically linked build
+    // has it, rather than from libgcc_s.so, whose loading runs a
+    // constructor that probes the CPU with `cpuid`, an instruction that
+    // traps to the hypervisor on a virtual machine: a sixth of the CPU a
+    // dynamically linked rollcall spends on starting (README,
+    // Performance). Not under a fuzzer, whose C++ runtime brings
+    // libgcc_s's own.
+    let var = |name| std::env::var(name).unwrap_or_default();
+    println!("cargo:rerun-if-env-changed=CARGO_CFG_FUZZING");
+    if var("CARGO_CFG_TARGET_OS") == "linux"
+        && var("CARGO_CFG_TARGET_ENV") == "gnu"
+        && std::env::var_os("CARGO_CFG_FUZZING").is_none()
+    {
+        println!("cargo:rustc-link-lib=gcc_eh");
+    }
 }

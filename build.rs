@@ -1,5 +1,6 @@
 //! Records which commit and which build this is, for `rollcall --version`.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -8,6 +9,18 @@ fn git(args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// The C toolchain the final link goes through knows libgcc_eh.a.
+fn has_libgcc_eh() -> bool {
+    let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
+    Command::new(linker)
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .is_some_and(|path| path.is_absolute() && path.exists())
 }
 
 fn main() {
@@ -27,15 +40,22 @@ fn main() {
     // The unwinder from libgcc's archive, as a statically linked build
     // has it, rather than from libgcc_s.so, whose loading runs a
     // constructor that probes the CPU with `cpuid`, an instruction that
-    // traps to the hypervisor on a virtual machine: a sixth of the CPU a
-    // dynamically linked rollcall spends on starting (README,
-    // Performance). Not under a fuzzer, whose C++ runtime brings
-    // libgcc_s's own.
+    // traps to the hypervisor on a virtual machine: 0.2 of the 1.4 ms of
+    // CPU a dynamically linked rollcall spent on starting (README,
+    // Performance). Only where the C toolchain has that archive (zig cc
+    // or clang with compiler-rt may not), not when the C runtime is linked
+    // statically (the standard library links it then), and not under a
+    // fuzzer, whose C++ runtime brings libgcc_s's own.
     let var = |name| std::env::var(name).unwrap_or_default();
     println!("cargo:rerun-if-env-changed=CARGO_CFG_FUZZING");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if var("CARGO_CFG_TARGET_OS") == "linux"
         && var("CARGO_CFG_TARGET_ENV") == "gnu"
+        && !var("CARGO_CFG_TARGET_FEATURE")
+            .split(',')
+            .any(|f| f == "crt-static")
         && std::env::var_os("CARGO_CFG_FUZZING").is_none()
+        && has_libgcc_eh()
     {
         println!("cargo:rustc-link-lib=gcc_eh");
     }

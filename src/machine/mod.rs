@@ -1218,7 +1218,11 @@ impl Node {
             // The answer to a retry says the question before it was lost
             // (on its way or its answer's); the answer to the first
             // question, however late, says nothing was, and a retry sent
-            // meanwhile was only impatient.
+            // meanwhile was only impatient. (A question that may have
+            // crossed the peer's first datagram is no longer counted in
+            // `tries`, so a retry after it whose answer comes counts as
+            // clean even if that question's answer was lost: the evidence
+            // errs towards none lost by that much.)
             let retry_answered = p.tries >= 2 && p.probe().is_some_and(|(seq, _)| seq == acked);
             if heard && retry_answered {
                 self.loss.lost();
@@ -1637,15 +1641,21 @@ impl Node {
             // went before the peer started.
             let in_flight = self.crossed(p, now);
             let ask = awaits && (timer || !in_flight);
-            // A retry to a peer never heard, on a network that has lost
-            // none of our questions lately: it has not started, and its
-            // start will announce it. Asked on the quick schedule (before
-            // we knew), it waits for an interval after our last question.
+            // Asked again on our own account (not as an answer).
+            let retry = ask && p.tries > 0 && !p.answer;
+            // A second retry or later to a peer never heard, on a network
+            // that has lost none of our questions lately: it has not
+            // started, and its start will announce it. Asked on the quick
+            // schedule (before we knew), it waits for an interval after our
+            // last question. The first retry always goes: it is what saves
+            // a newcomer whose start heartbeat was lost on its way to a
+            // peer started before it, which asks it only once an interval.
+            // Nor does a question another peer asked us to put to it wait.
             let interval = self.params.interval;
-            if ask
-                && p.tries > 0
-                && !p.answer
+            if retry
+                && p.tries >= 2
                 && p.last_heard.is_none()
+                && p.requests.is_empty()
                 && let Some((_, sent)) = p.probe()
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
@@ -1654,7 +1664,7 @@ impl Node {
                 self.schedule(i, at);
                 continue;
             }
-            if ask && p.tries > 0 && !p.answer && !self.pacer.take(now) {
+            if retry && !self.pacer.take(now) {
                 // Its heartbeat stays due: it goes when its turn comes.
                 if !p.paced {
                     self.peers[i].paced = true;

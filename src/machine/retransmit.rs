@@ -91,6 +91,12 @@ impl Loss {
         }
     }
 
+    /// How many answers in a row it takes now.
+    #[cfg(test)]
+    pub(super) fn needed(&self) -> u32 {
+        self.needed
+    }
+
     /// A question to a peer that is up was lost: its retry was answered.
     pub(super) fn lost(&mut self) {
         self.clean = 0;
@@ -98,11 +104,10 @@ impl Loss {
         self.since = None;
     }
 
-    /// Nothing lost lately: enough answers in a row, the last of them at
-    /// least `settle` ago, by when a question asked as long ago as the
-    /// run's answers and lost would have been asked again and that answered.
-    /// A burst of questions brings its answers in well before its losses
-    /// are known.
+    /// Nothing lost lately: enough answers in a row, the run complete at
+    /// least `settle` ago, by when a question asked before it completed
+    /// and lost would have been asked again and that answered. A burst of
+    /// questions brings its answers in well before its losses are known.
     pub(super) fn none_seen(&self, settle: Duration, now: Instant) -> bool {
         self.since
             .is_some_and(|t| now.saturating_duration_since(t) >= settle)

@@ -1687,6 +1687,28 @@ fn start_one_a_millisecond(net: &mut Net, ids: std::ops::RangeInclusive<usize>) 
     }
 }
 
+/// Asserts that after `after`, `asked` (times of heartbeats to one peer)
+/// come no closer than the interval's jitter allows.
+fn assert_once_an_interval(asked: &[Instant], after: Instant) {
+    for w in asked.windows(2).filter(|w| w[0] >= after) {
+        assert!(
+            w[1] - w[0] >= params().interval * 3 / 4,
+            "asked again {:?} after the last time: {asked:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
+/// The questions (heartbeats that ask) node `from` sent node `to` from
+/// `since` on: when, and their sequence numbers.
+fn questions(net: &Net, from: usize, to: usize, since: Instant) -> Vec<(Instant, u64)> {
+    net.log
+        .iter()
+        .filter(|(t, f, to_, m)| *t >= since && *f == from && *to_ == to && m.ask)
+        .map(|(t, _, _, m)| (*t, m.seq))
+        .collect()
+}
+
 /// When node `from` sent to node `to`.
 fn sent_to(net: &Net, from: usize, to: usize) -> Vec<Instant> {
     net.log
@@ -1698,25 +1720,19 @@ fn sent_to(net: &Net, from: usize, to: usize) -> Vec<Instant> {
 
 #[test]
 fn a_peer_never_heard_is_asked_once_an_interval_once_nothing_has_been_lost() {
-    // Sixteen peers start and answer node 0's questions at the first
-    // asking: its network loses nothing, so the one it has never heard
-    // has not started, and is asked once an interval (three times in 5 s,
-    // where the quick schedule from 100 ms would ask six times). Its start
-    // heartbeats everyone: all READY a round trip later.
+    // Sixteen peers start and answer node 0's questions: its network loses
+    // nothing, so the one it has never heard has not started, and after
+    // the first retry (which always goes) is asked once an interval: four
+    // times in 5 s, where the quick schedule from 100 ms would ask six
+    // times. Its start heartbeats everyone: all READY a round trip later.
     let t0 = Instant::now();
     let mut net = Net::new(18, t0);
-    let interval = params().interval;
     start_one_a_millisecond(&mut net, 0..=16);
     net.run_until(t0 + Duration::from_secs(5));
     let asked = sent_to(&net, 0, 17);
     assert_eq!(asked[0], t0, "{asked:?}");
-    for w in asked.windows(2) {
-        assert!(
-            w[1] - w[0] >= interval * 3 / 4,
-            "asked again {:?} after the last time: {asked:?}",
-            w[1] - w[0]
-        );
-    }
+    assert!(asked.len() <= 4, "{asked:?}");
+    assert_once_an_interval(&asked, asked[1]);
     let last_start = net.now;
     net.start(17, params(), 999);
     net.run_until(last_start + Duration::from_millis(5));
@@ -1742,15 +1758,15 @@ fn a_network_seen_to_lose_keeps_the_quick_schedule_for_a_peer_never_heard() {
     net.start(0, params(), 100);
     net.start(1, params(), 101);
     net.run_until(t0 + Duration::from_millis(30));
-    let retried = net
-        .log
-        .iter()
-        .filter(|(_, from, to, m)| *from == 0 && *to == 1 && m.ask)
-        .count();
-    assert!(retried >= 2, "node 0 asked node 1 {retried} times");
     net.cut.clear();
     net.run_until(t0 + Duration::from_millis(100));
-    assert!(net.nodes[0].as_ref().unwrap().peers[0].exchanged());
+    let node = net.nodes[0].as_ref().unwrap();
+    assert!(node.peers[0].exchanged());
+    assert_eq!(
+        node.loss.needed(),
+        2 * retransmit::CLEAN_ANSWERS,
+        "a loss seen"
+    );
     start_one_a_millisecond(&mut net, 2..=18);
     net.run_until(t0 + Duration::from_secs(1));
     let asked = sent_to(&net, 0, 19);
@@ -1779,54 +1795,74 @@ fn a_retry_answered_by_the_answer_to_the_first_question_is_no_loss() {
     net.run_until(t1 + Duration::from_millis(40));
     net.resume(1);
     net.run_until(t0 + Duration::from_secs(5));
-    let asked: Vec<_> = net
+    let asked = questions(&net, 0, 1, t1);
+    assert!(asked.len() >= 2, "node 0 did not ask node 1 again");
+    let (first, retry) = (asked[0].1, asked[1].0);
+    let answered = net
         .log
         .iter()
-        .filter(|(t, from, to, m)| *t >= t1 && *from == 0 && *to == 1 && m.ask)
-        .map(|(_, _, _, m)| m.seq)
-        .collect();
-    assert!(asked.len() >= 2, "node 0 did not ask node 1 again");
+        .find(|(_, from, to, m)| (*from, *to) == (1, 0) && m.acked == first)
+        .map(|(t, ..)| *t);
     assert!(
-        net.log
-            .iter()
-            .any(|(_, from, to, m)| (*from, *to) == (1, 0) && m.acked == asked[0]),
-        "node 1 did not answer the first question"
+        answered.is_some_and(|t| t > retry),
+        "node 1 did not answer the first question after the retry"
     );
     let asked = sent_to(&net, 0, 18);
     assert!(asked.len() >= 3, "{asked:?}");
-    for w in asked
-        .windows(2)
-        .filter(|w| w[0] >= t0 + Duration::from_millis(200))
-    {
-        assert!(
-            w[1] - w[0] >= params().interval * 3 / 4,
-            "asked again {:?} after the last time: {asked:?}",
-            w[1] - w[0]
-        );
-    }
+    assert_once_an_interval(&asked, t0 + Duration::from_millis(200));
+}
+
+#[test]
+fn a_newcomer_with_evidence_still_sends_its_first_retry() {
+    // Node 18 has run alone for 10 s: it asks the others once an
+    // interval. Node 0 starts, its start heartbeat to node 18 is lost,
+    // and seventeen peers start after it and answer it: it holds its
+    // network for one that loses nothing before its first retry comes
+    // due. That first retry goes all the same, and is what introduces the
+    // two: all READY long before node 18's next heartbeat to node 0.
+    let t0 = Instant::now();
+    let mut net = Net::new(19, t0);
+    net.start(18, params(), 999);
+    net.run_until(t0 + Duration::from_secs(10));
+    let t1 = net.now;
+    net.cut.push((0, 18));
+    net.start(0, params(), 100);
+    net.cut.clear();
+    start_one_a_millisecond(&mut net, 1..=17);
+    net.run_until(t1 + Duration::from_millis(40));
+    assert!(net.nodes[0].as_ref().unwrap().lossless(net.now));
+    net.run_until(t1 + Duration::from_millis(400));
+    let ready = net.last_ready();
+    assert!(
+        ready - t1 <= Duration::from_millis(150),
+        "READY {:?} after node 0's start",
+        ready - t1
+    );
 }
 
 #[test]
 fn a_newcomer_whose_start_heartbeat_was_lost_asks_again_on_the_quick_schedule() {
     // Nineteen peers have run for 10 s; the twentieth starts, and the link
-    // between it and the last of them loses everything for 50 ms. Eighteen
-    // peers answer its start heartbeat, but it had heard none of them
-    // before, so their answers say nothing about loss (its questions lost
-    // on the way to them would have gone unseen): the one it never heard
-    // is asked again on the quick schedule, and all are READY well before
-    // the interval after which the old peer's own heartbeat would come.
+    // between it and the last of them loses everything for 150 ms: its
+    // start heartbeat and its first retry. Eighteen peers answer its start
+    // heartbeat, but it had heard none of them before, so their answers
+    // say nothing about loss (its questions lost on the way to them would
+    // have gone unseen): the one it never heard is asked a second time on
+    // the quick schedule, and all are READY well before the interval after
+    // which the old peer's own heartbeat would come.
     let t0 = Instant::now();
     let n = 20;
     let mut net = Net::all_but_last(n, t0);
     let start = net.now;
     net.cut.extend([(n - 1, n - 2), (n - 2, n - 1)]);
     net.start(n - 1, params(), 999);
-    net.run_until(start + Duration::from_millis(50));
+    net.run_until(start + Duration::from_millis(150));
     net.cut.clear();
-    net.run_until(start + Duration::from_millis(400));
+    assert_eq!(questions(&net, n - 1, n - 2, start).len(), 2);
+    net.run_until(start + Duration::from_millis(600));
     let ready = net.last_ready();
     assert!(
-        ready - start <= Duration::from_millis(250),
+        ready - start <= Duration::from_millis(450),
         "READY {:?} after the start",
         ready - start
     );

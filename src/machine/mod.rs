@@ -1113,7 +1113,7 @@ impl Node {
         let p = &mut self.peers[i];
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
-        p.arrived = Some(p.arrived.map_or(arrived, |t| t.max(arrived)));
+        p.arrived = p.arrived.max(Some(arrived));
         p.reply_to = Some(from);
         p.mismatch = None;
         p.wrong_source = None;
@@ -1224,10 +1224,12 @@ impl Node {
             // clean even if that question's answer was lost: the evidence
             // errs towards none lost by that much.)
             let retry_answered = p.tries >= 2 && p.probe().is_some_and(|(seq, _)| seq == acked);
-            if heard && retry_answered {
-                self.loss.lost();
-            } else if heard {
-                self.loss.answered(now);
+            if heard {
+                if retry_answered {
+                    self.loss.lost();
+                } else {
+                    self.loss.answered(now);
+                }
             }
         }
         if answered.is_some() || p.probe().is_some_and(|(seq, _)| seq <= acked) {

@@ -251,6 +251,16 @@ impl Net {
             .expect("nodes")
     }
 
+    /// Asserts that every node announced READY within `bound` of `since`.
+    fn assert_all_ready_within(&self, since: Instant, bound: Duration) {
+        let ready = self.last_ready();
+        assert!(
+            ready <= since + bound,
+            "the last READY came {:?} after the start, not within {bound:?}",
+            ready - since
+        );
+    }
+
     fn start(&mut self, i: usize, p: Params, incarnation: u64) {
         let e = entries(self.nodes.len());
         let node = Node::new(&e, i, hosts::fingerprint(&e), incarnation, i as u64, p);
@@ -1736,12 +1746,7 @@ fn a_peer_never_heard_is_asked_once_an_interval_once_nothing_has_been_lost() {
     let last_start = net.now;
     net.start(17, params(), 999);
     net.run_until(last_start + Duration::from_millis(5));
-    let ready = net.last_ready();
-    assert!(
-        ready <= last_start + net.latency * 3,
-        "READY {:?} after the last start",
-        ready - last_start
-    );
+    net.assert_all_ready_within(last_start, net.latency * 3);
 }
 
 #[test]
@@ -1832,12 +1837,7 @@ fn a_newcomer_with_evidence_still_sends_its_first_retry() {
     net.run_until(t1 + Duration::from_millis(40));
     assert!(net.nodes[0].as_ref().unwrap().lossless(net.now));
     net.run_until(t1 + Duration::from_millis(400));
-    let ready = net.last_ready();
-    assert!(
-        ready - t1 <= Duration::from_millis(150),
-        "READY {:?} after node 0's start",
-        ready - t1
-    );
+    net.assert_all_ready_within(t1, Duration::from_millis(150));
 }
 
 #[test]
@@ -1860,12 +1860,7 @@ fn a_newcomer_whose_start_heartbeat_was_lost_asks_again_on_the_quick_schedule() 
     net.cut.clear();
     assert_eq!(questions(&net, n - 1, n - 2, start).len(), 2);
     net.run_until(start + Duration::from_millis(600));
-    let ready = net.last_ready();
-    assert!(
-        ready - start <= Duration::from_millis(450),
-        "READY {:?} after the start",
-        ready - start
-    );
+    net.assert_all_ready_within(start, Duration::from_millis(450));
 }
 
 #[test]
@@ -2185,12 +2180,7 @@ fn a_question_lost_before_the_peer_started_but_taken_for_crossing_costs_no_wait(
     net.run_until(later);
     net.start(1, params(), 101);
     net.run_until(later + retransmit::MIN_RTO);
-    let ready = net.last_ready();
-    assert!(
-        ready <= later + 3 * net.latency,
-        "READY {:?} after the later start",
-        ready - later
-    );
+    net.assert_all_ready_within(later, 3 * net.latency);
     assert_eq!(net.sent.iter().sum::<usize>(), 4, "{:?}", net.log);
 }
 

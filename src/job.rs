@@ -7,7 +7,8 @@
 //! with [`Job::reap`] when SIGCHLD arrives.
 //!
 //! - The command inherits stdin, stdout and stderr, and rollcall's
-//!   environment with [`environment`] added. It stays in rollcall's
+//!   environment with [`environment`] added. It starts with no signal
+//!   blocked, and with the default action for each that rollcall catches. It stays in rollcall's
 //!   process group, so that it can read a terminal and be stopped with it.
 //! - A command that cannot be started ends at once, as a shell says it:
 //!   127 when it is not found, 126 when it cannot be executed.
@@ -18,11 +19,13 @@
 //! [`Action::SignalJob`]: crate::machine::Action::SignalJob
 //! [`Input::JobEnded`]: crate::machine::Input::JobEnded
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::io::{self, ErrorKind};
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus};
+use std::process::ExitStatus;
 
 use log::warn;
 
@@ -141,7 +144,8 @@ pub struct Job {
 
 enum State {
     NotStarted,
-    Running(Child),
+    /// Its pid, until it is reaped.
+    Running(libc::pid_t),
     /// Reaped, or never started: nothing to signal any more.
     Over,
 }
@@ -162,27 +166,17 @@ impl Job {
     /// Starts the command, once; its pid. On an error the command counts
     /// as over: [`SpawnError::end`] is its end.
     pub fn start(&mut self) -> Result<u32, SpawnError> {
-        if let State::Running(child) = &self.state {
-            return Ok(child.id());
+        if let Some(pid) = self.pid() {
+            return Ok(pid);
         }
-        let (program, args) = self
-            .spec
-            .command
-            .split_first()
-            .expect("a command has a program");
-        let spawned = Command::new(program)
-            .args(args)
-            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
-            .spawn();
-        match spawned {
-            Ok(child) => {
-                let pid = child.id();
-                self.state = State::Running(child);
-                Ok(pid)
+        match spawn(&self.spec.command, &self.spec.env) {
+            Ok(pid) => {
+                self.state = State::Running(pid);
+                Ok(pid as u32)
             }
             Err(e) => {
                 self.state = State::Over;
-                Err(spawn_error(program, &e))
+                Err(spawn_error(&self.spec.command[0], &e))
             }
         }
     }
@@ -191,7 +185,7 @@ impl Job {
     /// reaped yet).
     pub fn pid(&self) -> Option<u32> {
         match &self.state {
-            State::Running(child) => Some(child.id()),
+            State::Running(pid) => Some(*pid as u32),
             State::NotStarted | State::Over => None,
         }
     }
@@ -226,14 +220,112 @@ impl Job {
     /// Reaps the command if it has ended, without waiting: how it ended,
     /// once; `None` while it runs, and ever after.
     pub fn reap(&mut self) -> io::Result<Option<JobEnd>> {
-        let State::Running(child) = &mut self.state else {
+        let State::Running(pid) = self.state else {
             return Ok(None);
         };
-        let Some(status) = child.try_wait()? else {
+        let Some(status) = wait(pid, libc::WNOHANG)? else {
             return Ok(None);
         };
         self.state = State::Over;
         Ok(Some(end_of(status)))
+    }
+}
+
+/// Starts `command` with `env` added to rollcall's environment, found on
+/// PATH as a shell finds it (`posix_spawnp`), with rollcall's stdin,
+/// stdout and stderr: its pid. It starts with no signal blocked and with
+/// the default action for each signal rollcall catches, and for SIGPIPE,
+/// which the standard library has rollcall ignore.
+///
+/// rollcall blocks the signals it catches ([`crate::signals`]), and a
+/// mask outlives `exec` where a handler does not. `std::process::Command`
+/// can clear it only in a hook between `fork` and `exec`, and its `exec`
+/// after a fork (`execvp`) runs a file of no format the kernel knows as a
+/// shell script, where a spawn says "exec format error" (126).
+fn spawn(command: &[OsString], env: &[(&'static str, String)]) -> io::Result<libc::pid_t> {
+    let c_string = |bytes: Vec<u8>| {
+        CString::new(bytes).map_err(|_| {
+            io::Error::new(
+                ErrorKind::InvalidInput,
+                "a NUL byte in an argument or the environment",
+            )
+        })
+    };
+    let argv = command
+        .iter()
+        .map(|w| c_string(w.as_bytes().to_vec()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let inherited = std::env::vars_os().filter(|(k, _)| !env.iter().any(|(name, _)| k == name));
+    let added = env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let envp = inherited
+        .chain(added)
+        .map(|(k, v)| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let pointers = |strings: &[CString]| -> Vec<*mut libc::c_char> {
+        let each = strings.iter().map(|s| s.as_ptr().cast_mut());
+        each.chain(std::iter::once(std::ptr::null_mut())).collect()
+    };
+    let (argv_p, envp_p) = (pointers(&argv), pointers(&envp));
+    let ok = |rc: libc::c_int| match rc {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    };
+    let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut pid = 0;
+    // SAFETY: the attributes and the set are initialised before they are
+    // read, and the attributes destroyed once; argv and envp are arrays
+    // of pointers to C strings that live to the end of the call, each
+    // ended by a null pointer.
+    unsafe {
+        ok(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
+        let spawned = (|| {
+            libc::sigemptyset(set.as_mut_ptr());
+            ok(libc::posix_spawnattr_setsigmask(
+                attr.as_mut_ptr(),
+                set.as_ptr(),
+            ))?;
+            for signal in crate::signals::caught().into_iter().chain([libc::SIGPIPE]) {
+                libc::sigaddset(set.as_mut_ptr(), signal);
+            }
+            ok(libc::posix_spawnattr_setsigdefault(
+                attr.as_mut_ptr(),
+                set.as_ptr(),
+            ))?;
+            let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            ok(libc::posix_spawnattr_setflags(
+                attr.as_mut_ptr(),
+                flags as libc::c_short,
+            ))?;
+            ok(libc::posix_spawnp(
+                &mut pid,
+                argv[0].as_ptr(),
+                std::ptr::null(),
+                attr.as_ptr(),
+                argv_p.as_ptr(),
+                envp_p.as_ptr(),
+            ))
+        })();
+        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+        spawned?;
+    }
+    Ok(pid)
+}
+
+/// Our child `pid`'s status once it has ended; with `WNOHANG`, `None`
+/// while it runs.
+fn wait(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes the status it is given.
+        match unsafe { libc::waitpid(pid, &mut status, flags) } {
+            0 => return Ok(None),
+            -1 if io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
+            -1 => return Err(io::Error::last_os_error()),
+            _ => return Ok(Some(ExitStatus::from_raw(status))),
+        }
     }
 }
 
@@ -299,10 +391,10 @@ mod tests {
             assert_eq!(job.pid(), None);
             format!("{} {e}", e.end().code())
         })?;
-        let State::Running(child) = &mut job.state else {
+        let State::Running(pid) = job.state else {
             panic!("not running");
         };
-        let status = child.wait().unwrap();
+        let status = wait(pid, 0).unwrap().expect("an end");
         job.state = State::Over;
         Ok(end_of(status))
     }
@@ -396,10 +488,10 @@ mod tests {
         spec.env = env;
         let mut job = Job::new(spec);
         job.start().unwrap();
-        let State::Running(child) = &mut job.state else {
+        let State::Running(pid) = job.state else {
             panic!("not running");
         };
-        assert!(child.wait().unwrap().success());
+        assert!(wait(pid, 0).unwrap().expect("an end").success());
         job.state = State::Over;
     }
 

@@ -11,6 +11,7 @@
 //! - [`runtime`]: the mio event loop, the only place with I/O;
 //! - [`job`]: the command run after READY, its signals and its end, for
 //!   the runtime;
+//! - [`signals`]: the signals it catches, read from a signalfd;
 //! - [`sockets`]: the UDP sockets it runs on, one per address family;
 //! - [`logging`]: log lines to stderr off the loop, never blocking it;
 //! - [`output`]: `--output json`, the events as JSON Lines on stdout.
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod machine;
 pub mod output;
 pub mod runtime;
+pub mod signals;
 pub mod sockets;
 pub mod wire;
 

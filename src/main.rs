@@ -17,6 +17,7 @@ use rollcall::hosts::{self, Entry, NameError};
 use rollcall::job;
 use rollcall::machine::{JobParams, Node, Params};
 use rollcall::runtime::{self, Options};
+use rollcall::signals;
 use rollcall::sockets::{self, Sockets};
 use rollcall::wire::Key;
 use rollcall::{Exit, io_reason, quote, runtime::log_exit};
@@ -60,8 +61,11 @@ fn main() -> ExitCode {
 
 /// Runs a peer: how it exits, and why in words.
 fn run(config: Config) -> (Exit, String) {
+    // Before the log's thread starts, so that it inherits the signals'
+    // mask and none can end the process by its default action there.
+    let signals = signals::catch();
     init_logging(config.log);
-    let signals = match runtime::catch_signals() {
+    let signals = match signals {
         Ok(s) => s,
         Err(e) => {
             error!("cannot catch signals: {e}");

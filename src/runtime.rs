@@ -2,7 +2,7 @@
 //!
 //! One mio `Poll` watches four sources: the UDP sockets (one per address
 //! family), a `Waker` that the resolver threads ring when a name has
-//! resolved, and a pipe that delivers the signals (SIGCHLD among them,
+//! resolved, and a signalfd that delivers the signals (SIGCHLD among them,
 //! when the command run after READY ends). Each turn turns what arrived
 //! into [`Input`]s for the machine, feeds it the clock when its deadline
 //! has passed, and performs the [`Action`]s it answers with. No protocol
@@ -21,58 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{Level, debug, error, info, log, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::iterator::backend::{Pending, SignalDelivery};
-use signal_hook::iterator::exfiltrator::origin::WithOrigin;
-use signal_hook::low_level::siginfo::Cause;
-
-/// The signals rollcall catches, each with where it came from (a terminal
-/// signals its whole foreground process group, the command included),
-/// through a self-pipe that the poll watches.
-pub struct Signals(SignalDelivery<mio::net::UnixStream, WithOrigin>);
-
-impl Signals {
-    fn new(signals: &[libc::c_int]) -> io::Result<Signals> {
-        use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-        let (read, write) = mio::net::UnixStream::pair()?;
-        // SAFETY: the descriptor is `write`'s own, handed over once.
-        let write = unsafe { OwnedFd::from_raw_fd(write.into_raw_fd()) };
-        SignalDelivery::with_pipe(read, write, WithOrigin::default(), signals).map(Signals)
-    }
-
-    /// The signals caught since the last call, each once.
-    fn pending(&mut self) -> Pending<WithOrigin> {
-        self.0.pending()
-    }
-}
-
-impl mio::event::Source for Signals {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.0.get_read_mut().register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.0.get_read_mut().reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        self.0.get_read_mut().deregister(registry)
-    }
-}
 
 use crate::cli::ReadyTo;
 use crate::io_reason;
 use crate::job::{self, Job};
 use crate::machine::{Action, Event, Input, JobEnd, Node, Reason, Stop};
+use crate::signals::{Caught, Signals};
 use crate::sockets::{self, Sockets};
 use crate::wire::{self, Key, Kind, Message};
 
@@ -110,46 +64,6 @@ pub struct Options {
 
 type Resolution = (u16, Result<Vec<SocketAddr>, String>);
 type Lookup = (u16, String, u16);
-
-/// Every signal whose default action ends the process and that can be
-/// caught: the classic ones and the real-time ones. (SIGKILL and SIGSTOP
-/// cannot be; SIGILL, SIGFPE, SIGSEGV and SIGBUS are faults of the process
-/// itself; SIGABRT is how a panic ends it.)
-fn terminating() -> Vec<libc::c_int> {
-    let classic = [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTRAP,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGTERM,
-        libc::SIGSTKFLT,
-        libc::SIGXCPU,
-        libc::SIGXFSZ,
-        libc::SIGVTALRM,
-        libc::SIGPROF,
-        libc::SIGIO,
-        libc::SIGPWR,
-        libc::SIGSYS,
-    ];
-    classic
-        .into_iter()
-        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
-        .collect()
-}
-
-/// Catches every terminating signal from now on, for [`run`]: call it
-/// first thing, so that a signal is never met by the default action, which
-/// would leave the ready file behind. SIGUSR1 asks for a progress report
-/// and ends nothing. SIGCHLD says that the command may have ended: caught
-/// before the command can start, so that its end is never missed.
-pub fn catch_signals() -> io::Result<Signals> {
-    let mut signals = terminating();
-    signals.push(libc::SIGUSR1);
-    signals.push(libc::SIGCHLD);
-    Signals::new(&signals)
-}
 
 /// Runs `node` on `sockets` until it exits; returns why.
 pub fn run(
@@ -214,9 +128,8 @@ pub fn run(
             match event.token() {
                 Token(i @ (V4 | V6)) => readable[i] = true,
                 SIGNALS => {
-                    for origin in signals.pending() {
-                        let signal = origin.signal;
-                        io.note_group_signal(signal, origin.cause);
+                    for Caught { signal, by_kernel } in signals.pending()? {
+                        io.note_group_signal(signal, by_kernel);
                         let input = match u8::try_from(signal) {
                             _ if signal == libc::SIGUSR1 => Input::Report,
                             _ if signal == libc::SIGCHLD => {
@@ -391,9 +304,9 @@ impl Io {
     /// SIGQUIT and SIGHUP go to its whole foreground process group. If the
     /// command shares ours, it has that signal already, and passing it on
     /// would deliver it twice.
-    fn note_group_signal(&mut self, signal: libc::c_int, cause: Cause) {
+    fn note_group_signal(&mut self, signal: libc::c_int, by_kernel: bool) {
         let from_terminal =
-            [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP].contains(&signal) && cause == Cause::Kernel;
+            [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP].contains(&signal) && by_kernel;
         let shared = self.job.as_ref().is_some_and(Job::shares_our_group);
         self.group_got = (from_terminal && shared)
             .then(|| u8::try_from(signal).ok())
@@ -623,39 +536,5 @@ pub fn print_json(object: &serde_json::Value) {
     let written = writeln!(out, "{object}").and_then(|_| out.flush());
     if let Err(e) = written {
         debug!("cannot write to stdout: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_terminating_signal_is_caught_and_named() {
-        let caught = terminating();
-        for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGPWR, libc::SIGRTMIN()] {
-            assert!(caught.contains(&signal), "{signal}");
-        }
-        for signal in [libc::SIGUSR1, libc::SIGKILL, libc::SIGSEGV, libc::SIGCHLD] {
-            assert!(!caught.contains(&signal), "{signal}");
-        }
-        let names = [
-            (libc::SIGHUP, "SIGHUP"),
-            (libc::SIGINT, "SIGINT"),
-            (libc::SIGQUIT, "SIGQUIT"),
-            (libc::SIGUSR2, "SIGUSR2"),
-            (libc::SIGALRM, "SIGALRM"),
-            (libc::SIGTERM, "SIGTERM"),
-            (libc::SIGXCPU, "SIGXCPU"),
-            (libc::SIGVTALRM, "SIGVTALRM"),
-            (libc::SIGPROF, "SIGPROF"),
-            (libc::SIGIO, "SIGIO"),
-            (libc::SIGPWR, "SIGPWR"),
-        ];
-        for (signal, name) in names {
-            assert_eq!(Stop(signal as u8).name(), name);
-        }
-        // Catching is no use if the loop cannot read them.
-        assert!(catch_signals().is_ok());
     }
 }

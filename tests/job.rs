@@ -208,6 +208,58 @@ fn stop_signals_are_passed_on_to_the_command() {
     assert!(i.stderr_text().contains("sent SIGINT to the command (pid "));
 }
 
+/// The command starts with no signal blocked and with the default action
+/// for those rollcall passes on, SIGCHLD and SIGPIPE, though rollcall
+/// itself was started with them ignored (as `nohup` and a script's `&`
+/// start a program) and others blocked: else a SIGTERM passed on would
+/// never end it. And its status still reaches rollcall, which an ignored
+/// SIGCHLD would have the kernel discard.
+#[test]
+fn the_command_starts_with_no_signal_blocked_or_ignored() {
+    const IGNORED: &[libc::c_int] = &[
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGCHLD,
+        libc::SIGPIPE,
+    ];
+    const BLOCKED: &[libc::c_int] = &[libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM];
+    let dir = TestDir::new("job_mask");
+    let e = vec![format!("127.0.0.1:{}", port(96, 1))];
+    let hosts = dir.hosts("hosts", &e);
+    let mut args = peer_args(&hosts, &e[0], "20s", &[]);
+    // grep itself, as a shell might reset what it inherited; it exits 2
+    // for the file that does not exist, a status that must reach us.
+    let absent = dir.file("absent").display().to_string();
+    let grep = [
+        "grep",
+        "-hE",
+        "^Sig(Blk|Ign):",
+        "/proc/self/status",
+        &absent,
+    ];
+    args.push("--".into());
+    args.extend(grep.map(String::from));
+    let mut p = Group::spawn_with_signals("peer1", &args, IGNORED, BLOCKED);
+    p.expect_exit(2, deadline(WAIT));
+    // The kernel's masks, in hexadecimal, bit n - 1 for signal n.
+    let lines = p.stdout_lines();
+    let mask = |name: &str| {
+        let line = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} line in {lines:?}"));
+        u64::from_str_radix(line.trim(), 16).expect("a hexadecimal mask")
+    };
+    let bit = |s: libc::c_int| 1u64 << (s - 1);
+    assert_eq!(mask("SigBlk:"), 0, "{}", p.describe());
+    let ignored = mask("SigIgn:");
+    for &s in IGNORED {
+        assert_eq!(ignored & bit(s), 0, "signal {s} ignored\n{}", p.describe());
+    }
+}
+
 /// Ctrl-C in a terminal: the terminal signals its foreground process
 /// group, rollcall and its command alike. rollcall does not pass that
 /// SIGINT on again (the command would count two); a `kill -INT` to

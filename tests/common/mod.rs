@@ -860,6 +860,38 @@ impl Group {
         })
     }
 
+    /// Like [`Group::spawn`], with rollcall started as `nohup` or a
+    /// script's `&` would start it: the signals `ignored` ignored, and
+    /// `blocked` blocked.
+    pub fn spawn_with_signals<S: AsRef<OsStr>>(
+        label: &str,
+        args: &[S],
+        ignored: &'static [libc::c_int],
+        blocked: &'static [libc::c_int],
+    ) -> Group {
+        use std::os::unix::process::CommandExt;
+        Group::spawn_configured(label, args, |cmd| {
+            cmd.stdin(Stdio::null()).process_group(0);
+            // SAFETY: between fork and exec the closure calls only
+            // signal, sigemptyset, sigaddset and pthread_sigmask, all
+            // async-signal-safe, and allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &s in ignored {
+                        libc::signal(s, libc::SIG_IGN);
+                    }
+                    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                    libc::sigemptyset(set.as_mut_ptr());
+                    for &s in blocked {
+                        libc::sigaddset(set.as_mut_ptr(), s);
+                    }
+                    libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+                    Ok(())
+                })
+            };
+        })
+    }
+
     /// Starts rollcall with `args` as the leader of a new session whose
     /// controlling terminal is `tty`, also its stdin: the terminal's
     /// foreground process group is rollcall's, which its command shares,

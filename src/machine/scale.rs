@@ -118,13 +118,12 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
     let mut deadline: Vec<Option<Instant>> = vec![None; s.peers];
     let mut busy_until = vec![t0; s.peers];
     let mut queued = vec![0usize; s.peers];
-    let mut events = Events::new();
-    let mut payloads: Vec<Option<What>> = Vec::new();
+    let mut events = Events::default();
     let mut last_start = t0;
     for i in 0..s.peers {
         let start = t0 + s.spread.mul_f64(uniform(&mut rng));
         last_start = last_start.max(start);
-        at(&mut events, &mut payloads, start, What::Start(i));
+        events.at(start, What::Start(i));
     }
     let end = last_start + limit;
     let mut out = Vec::new();
@@ -139,11 +138,10 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         stats: Stats::default(),
     };
     let mut sent = 0u64;
-    while let Some(Reverse((now, k))) = events.pop() {
+    while let Some((now, what)) = events.pop() {
         if now > end || o.ready == s.peers {
             break;
         }
-        let what = payloads[k as usize].take().expect("each event once");
         let (i, input) = match what {
             What::Start(i) => {
                 nodes[i] = Some(Node::new(
@@ -164,9 +162,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
                 queued[to] += 1;
                 let done = busy_until[to].max(now) + s.cost;
                 busy_until[to] = done;
-                at(
-                    &mut events,
-                    &mut payloads,
+                events.at(
                     done,
                     What::Process {
                         to,
@@ -215,9 +211,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
                         continue;
                     }
                     let j = usize::from(to.port() - 10_000);
-                    at(
-                        &mut events,
-                        &mut payloads,
+                    events.at(
                         now + s.latency,
                         What::Arrive {
                             to: j,
@@ -242,7 +236,7 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         if next != deadline[i] {
             deadline[i] = next;
             if let Some(t) = next {
-                at(&mut events, &mut payloads, t, What::Wake(i));
+                events.at(t, What::Wake(i));
             }
         }
     }
@@ -269,12 +263,43 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
     o
 }
 
-type Events = BinaryHeap<Reverse<(Instant, u64)>>;
+/// The events to come, earliest first and, at one instant, in the order
+/// they were scheduled. What they carry waits in slots that are used
+/// again once their event has come, so that memory follows the events
+/// pending, not all the events of the run (hundreds of millions at a few
+/// thousand nodes).
+#[derive(Default)]
+struct Events {
+    /// (when, order of scheduling, slot).
+    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    slots: Vec<Option<What>>,
+    free: Vec<u32>,
+    scheduled: u64,
+}
 
-/// Schedules `w` at `t`.
-fn at(events: &mut Events, payloads: &mut Vec<Option<What>>, t: Instant, w: What) {
-    events.push(Reverse((t, payloads.len() as u64)));
-    payloads.push(Some(w));
+impl Events {
+    /// Schedules `w` at `t`.
+    fn at(&mut self, t: Instant, w: What) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(w);
+                slot
+            }
+            None => {
+                self.slots.push(Some(w));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events pending")
+            }
+        };
+        self.heap.push(Reverse((t, self.scheduled, slot)));
+        self.scheduled += 1;
+    }
+
+    fn pop(&mut self) -> Option<(Instant, What)> {
+        let Reverse((t, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        let w = self.slots[slot as usize].take().expect("each event once");
+        Some((t, w))
+    }
 }
 
 /// A number in [0, 1) from the run's generator.

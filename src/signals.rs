@@ -15,12 +15,12 @@ use mio::{Interest, Token};
 
 /// The signals rollcall catches, read from a signalfd that the poll
 /// watches. They are blocked, so none ever meets its default action: in
-/// every thread, since the threads started after [`catch_signals`]
-/// inherit the mask, and until the loop reads them, however early they
-/// come. Blocking and one descriptor cost two system calls where a
-/// handler per signal cost a `sigaction` and a copy of the registry each
-/// (README, Performance). The command starts with none blocked
-/// ([`crate::job`]).
+/// every thread, since the threads started after [`catch`] inherit the
+/// mask, and until the loop reads them, however early they come. That
+/// takes three system calls, where a handler per signal took a
+/// `sigaction` each and, with `signal-hook`, a copy of its registry of
+/// handlers each: a fifth of a start's CPU (README, Performance). The
+/// command starts with none blocked ([`crate::job`]).
 pub struct Signals(OwnedFd);
 
 /// A signal read from [`Signals`].

@@ -21,6 +21,12 @@ use mio::{Interest, Token};
 /// `sigaction` each and, with `signal-hook`, a copy of its registry of
 /// handlers each: a fifth of a start's CPU (README, Performance). The
 /// command starts with none blocked ([`crate::job`]).
+///
+/// The loop's thread reads the signals sent to the process and its own,
+/// not those sent to another thread of ours: such a one stays pending
+/// there. The one the kernel would send is SIGXFSZ to the log's thread,
+/// writing to a file past `RLIMIT_FSIZE`: its write then fails (`EFBIG`),
+/// which the log ignores as it does any error, and the peer goes on.
 pub struct Signals(OwnedFd);
 
 /// A signal read from [`Signals`].

@@ -215,7 +215,7 @@ fn stop_signals_are_passed_on_to_the_command() {
 /// never end it. And its status still reaches rollcall, which an ignored
 /// SIGCHLD would have the kernel discard.
 #[test]
-fn the_command_starts_with_no_signal_blocked_or_ignored() {
+fn the_command_starts_with_no_signal_blocked_and_ours_not_ignored() {
     const IGNORED: &[libc::c_int] = &[
         libc::SIGHUP,
         libc::SIGINT,
@@ -225,12 +225,12 @@ fn the_command_starts_with_no_signal_blocked_or_ignored() {
         libc::SIGPIPE,
     ];
     const BLOCKED: &[libc::c_int] = &[libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM];
+    let bit = |s: libc::c_int| 1u64 << (s - 1);
+    let bits = |signals: &[libc::c_int]| signals.iter().fold(0, |m, &s| m | bit(s));
     let dir = TestDir::new("job_mask");
-    let e = vec![format!("127.0.0.1:{}", port(96, 1))];
-    let hosts = dir.hosts("hosts", &e);
-    let mut args = peer_args(&hosts, &e[0], "20s", &[]);
-    // grep itself, as a shell might reset what it inherited; it exits 2
-    // for the file that does not exist, a status that must reach us.
+    // grep itself reports the masks it started with, as a shell might
+    // reset what it inherited; it exits 2 for the file that does not
+    // exist, a status that must reach rollcall.
     let absent = dir.file("absent").display().to_string();
     let grep = [
         "grep",
@@ -239,22 +239,40 @@ fn the_command_starts_with_no_signal_blocked_or_ignored() {
         "/proc/self/status",
         &absent,
     ];
+    // The kernel's masks, in hexadecimal, bit n - 1 for signal n.
+    let masks = |lines: &[String]| {
+        let mask = |name: &str| {
+            let line = lines
+                .iter()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} line in {lines:?}"));
+            u64::from_str_radix(line.trim(), 16).expect("a hexadecimal mask")
+        };
+        (mask("SigBlk:"), mask("SigIgn:"))
+    };
+
+    // The premise: what is started so has them ignored and blocked.
+    let mut cmd = std::process::Command::new(grep[0]);
+    cmd.args(&grep[1..]);
+    with_signals(&mut cmd, IGNORED, BLOCKED);
+    let out = cmd.output().expect("run grep");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let (blocked, ignored) = masks(&lines);
+    assert_eq!(blocked & bits(BLOCKED), bits(BLOCKED), "{lines:?}");
+    assert_eq!(ignored & bits(IGNORED), bits(IGNORED), "{lines:?}");
+
+    let e = vec![format!("127.0.0.1:{}", port(96, 1))];
+    let hosts = dir.hosts("hosts", &e);
+    let mut args = peer_args(&hosts, &e[0], "20s", &[]);
     args.push("--".into());
     args.extend(grep.map(String::from));
     let mut p = Group::spawn_with_signals("peer1", &args, IGNORED, BLOCKED);
     p.expect_exit(2, deadline(WAIT));
-    // The kernel's masks, in hexadecimal, bit n - 1 for signal n.
-    let lines = p.stdout_lines();
-    let mask = |name: &str| {
-        let line = lines
-            .iter()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} line in {lines:?}"));
-        u64::from_str_radix(line.trim(), 16).expect("a hexadecimal mask")
-    };
-    let bit = |s: libc::c_int| 1u64 << (s - 1);
-    assert_eq!(mask("SigBlk:"), 0, "{}", p.describe());
-    let ignored = mask("SigIgn:");
+    let (blocked, ignored) = masks(&p.stdout_lines());
+    assert_eq!(blocked, 0, "{}", p.describe());
     for &s in IGNORED {
         assert_eq!(ignored & bit(s), 0, "signal {s} ignored\n{}", p.describe());
     }

@@ -861,34 +861,17 @@ impl Group {
     }
 
     /// Like [`Group::spawn`], with rollcall started as `nohup` or a
-    /// script's `&` would start it: the signals `ignored` ignored, and
-    /// `blocked` blocked.
+    /// script's `&` would start it ([`with_signals`]).
     pub fn spawn_with_signals<S: AsRef<OsStr>>(
         label: &str,
         args: &[S],
         ignored: &'static [libc::c_int],
         blocked: &'static [libc::c_int],
     ) -> Group {
-        use std::os::unix::process::CommandExt;
         Group::spawn_configured(label, args, |cmd| {
+            use std::os::unix::process::CommandExt;
             cmd.stdin(Stdio::null()).process_group(0);
-            // SAFETY: between fork and exec the closure calls only
-            // signal, sigemptyset, sigaddset and pthread_sigmask, all
-            // async-signal-safe, and allocates nothing.
-            unsafe {
-                cmd.pre_exec(move || {
-                    for &s in ignored {
-                        libc::signal(s, libc::SIG_IGN);
-                    }
-                    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                    libc::sigemptyset(set.as_mut_ptr());
-                    for &s in blocked {
-                        libc::sigaddset(set.as_mut_ptr(), s);
-                    }
-                    libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
-                    Ok(())
-                })
-            };
+            with_signals(cmd, ignored, blocked);
         })
     }
 
@@ -984,6 +967,33 @@ pub fn close_on_exec_above_stderr() {
 
 /// Starts one peer per entry in `which`, each running `command` after
 /// `--`, in process groups of their own.
+/// `cmd` starts with the signals `ignored` ignored and `blocked` blocked,
+/// as under `nohup` or a script's `&`.
+pub fn with_signals(
+    cmd: &mut Command,
+    ignored: &'static [libc::c_int],
+    blocked: &'static [libc::c_int],
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure calls only signal,
+    // sigemptyset, sigaddset and pthread_sigmask, all async-signal-safe,
+    // and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &s in ignored {
+                libc::signal(s, libc::SIG_IGN);
+            }
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            for &s in blocked {
+                libc::sigaddset(set.as_mut_ptr(), s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+            Ok(())
+        })
+    };
+}
+
 pub fn start_job_peers(
     hosts: &Path,
     entries: &[String],

@@ -8,8 +8,9 @@
 //!
 //! - The command inherits stdin, stdout and stderr, and rollcall's
 //!   environment with [`environment`] added. It starts with no signal
-//!   blocked, and with the default action for each that rollcall catches. It stays in rollcall's
-//!   process group, so that it can read a terminal and be stopped with it.
+//!   blocked, and with the default action for each that rollcall catches.
+//!   It stays in rollcall's process group, so that it can read a terminal
+//!   and be stopped with it.
 //! - A command that cannot be started ends at once, as a shell says it:
 //!   127 when it is not found, 126 when it cannot be executed.
 //! - A signal goes to the command's process alone, and never once it has
@@ -273,26 +274,28 @@ fn spawn(command: &[OsString], env: &[(&'static str, String)]) -> io::Result<lib
         e => Err(io::Error::from_raw_os_error(e)),
     };
     let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut none = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut defaults = MaybeUninit::<libc::sigset_t>::uninit();
     let mut pid = 0;
-    // SAFETY: the attributes and the set are initialised before they are
+    // SAFETY: the attributes and the sets are initialised before they are
     // read, and the attributes destroyed once; argv and envp are arrays
     // of pointers to C strings that live to the end of the call, each
     // ended by a null pointer.
     unsafe {
+        libc::sigemptyset(none.as_mut_ptr());
+        libc::sigemptyset(defaults.as_mut_ptr());
+        for signal in crate::signals::caught().into_iter().chain([libc::SIGPIPE]) {
+            libc::sigaddset(defaults.as_mut_ptr(), signal);
+        }
         ok(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
         let spawned = (|| {
-            libc::sigemptyset(set.as_mut_ptr());
             ok(libc::posix_spawnattr_setsigmask(
                 attr.as_mut_ptr(),
-                set.as_ptr(),
+                none.as_ptr(),
             ))?;
-            for signal in crate::signals::caught().into_iter().chain([libc::SIGPIPE]) {
-                libc::sigaddset(set.as_mut_ptr(), signal);
-            }
             ok(libc::posix_spawnattr_setsigdefault(
                 attr.as_mut_ptr(),
-                set.as_ptr(),
+                defaults.as_ptr(),
             ))?;
             let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
             ok(libc::posix_spawnattr_setflags(

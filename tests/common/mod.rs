@@ -965,8 +965,6 @@ pub fn close_on_exec_above_stderr() {
     }
 }
 
-/// Starts one peer per entry in `which`, each running `command` after
-/// `--`, in process groups of their own.
 /// `cmd` starts with the signals `ignored` ignored and `blocked` blocked,
 /// as under `nohup` or a script's `&`.
 pub fn with_signals(
@@ -994,6 +992,8 @@ pub fn with_signals(
     };
 }
 
+/// Starts one peer per entry in `which`, each running `command` after
+/// `--`, in process groups of their own.
 pub fn start_job_peers(
     hosts: &Path,
     entries: &[String],

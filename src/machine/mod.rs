@@ -357,6 +357,9 @@ pub struct Node {
     rtt: Rtt,
     /// Whether our questions have been lost lately.
     loss: Loss,
+    /// When we last heard an incarnation of a peer for the first time:
+    /// peers are still starting.
+    last_start_heard: Option<Instant>,
     /// A peer that passed the barrier while we were not READY.
     passed_without_us: Option<String>,
     /// Every peer's deadlines.
@@ -547,6 +550,7 @@ impl Node {
             pacer: Pacer::new(RETRANSMIT_RATE, RETRANSMIT_BURST),
             rtt: Rtt::default(),
             loss: Loss::default(),
+            last_start_heard: None,
             passed_without_us: None,
             timers: Timers::default(),
             round: None,
@@ -1105,6 +1109,7 @@ impl Node {
             // What we sent before it started is no evidence against it:
             // retries start over, on the round trip.
             p.tries = 0;
+            self.last_start_heard = Some(now);
             if restarted {
                 let peer = self.who(i);
                 out.push(Action::Event(Event::Restarted { peer }));
@@ -1645,26 +1650,38 @@ impl Node {
             let ask = awaits && (timer || !in_flight);
             // Asked again on our own account (not as an answer).
             let retry = ask && p.tries > 0 && !p.answer;
-            // A second retry or later to a peer never heard, on a network
-            // that has lost none of our questions lately: it has not
-            // started, and its start will announce it. Asked on the quick
-            // schedule (before we knew), it waits for an interval after our
-            // last question. The first retry always goes: it is what saves
-            // a newcomer whose start heartbeat was lost on its way to a
-            // peer started before it, which asks it only once an interval.
-            // Nor does a question another peer asked us to put to it wait.
+            // A retry to a peer never heard, on a network that has lost
+            // none of our questions lately: it has not started, and its
+            // start will announce it. A second retry or later, asked on the
+            // quick schedule before we knew, waits for an interval after
+            // our last question. The first goes once no peer has started
+            // for a first retry's wait: it is what saves a newcomer whose
+            // start heartbeat was lost on its way to a peer started before
+            // it, which asks it only once an interval, and while peers
+            // are still starting the newcomer is most likely among those
+            // to come (and no one is READY before the last has come). Nor
+            // does a question another peer asked us to put to it wait.
             let interval = self.params.interval;
             if retry
-                && p.tries >= 2
                 && p.last_heard.is_none()
                 && p.requests.is_empty()
                 && let Some((_, sent)) = p.probe()
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
             {
-                let at = sent + interval.mul_f64(jitter(&mut self.rng));
-                self.schedule(i, at);
-                continue;
+                let quiet = self.params.initial_rto();
+                let at = if p.tries >= 2 {
+                    Some(sent + interval.mul_f64(jitter(&mut self.rng)))
+                } else {
+                    self.last_start_heard
+                        .map(|t| t + quiet)
+                        .filter(|&t| now < t)
+                        .map(|t| t + quiet.mul_f64(1.0 - jitter(&mut self.rng)))
+                };
+                if let Some(at) = at {
+                    self.schedule(i, at);
+                    continue;
+                }
             }
             if retry && !self.pacer.take(now) {
                 // Its heartbeat stays due: it goes when its turn comes.

@@ -19,7 +19,9 @@
 //!   nothing its start heartbeat would have arrived. It is asked once an
 //!   interval; a newcomer's own questions, retried on the quick schedule
 //!   until it has that evidence of its own, cover a start heartbeat lost
-//!   all the same.
+//!   all the same. The first retry to it waits while peers are still
+//!   starting (until none has for [`Params::initial_rto`]): it is then most
+//!   likely among those to come, and no one is READY before the last has.
 //!
 //! Every retry, whatever its peer, spends a token of the node's [`Pacer`],
 //! so that retransmissions to many peers at once cannot exceed what

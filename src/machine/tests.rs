@@ -1818,13 +1818,52 @@ fn a_retry_answered_by_the_answer_to_the_first_question_is_no_loss() {
 }
 
 #[test]
+fn a_first_retry_waits_while_peers_are_still_starting() {
+    // Sixteen peers start and answer node 0: its network loses nothing.
+    // Then 22 more start 10 ms apart, for 220 ms, longer than a first
+    // retry's wait (100 ms): while peers keep starting, one never heard is
+    // most likely still to come, so node 0 asks none of them again before
+    // it starts. Its start heartbeat is the only datagram each of them was
+    // sent before it started (on the quick schedule, those starting after
+    // 100 ms would each have cost a retry). The peer that never starts is
+    // still asked a first time again once the starts have stopped for that
+    // wait, as a newcomer whose start heartbeat was lost would need.
+    let t0 = Instant::now();
+    let n = 40;
+    let mut net = Net::new(n, t0);
+    start_one_a_millisecond(&mut net, 0..=16);
+    net.run_until(t0 + Duration::from_millis(40));
+    assert!(net.nodes[0].as_ref().unwrap().lossless(net.now));
+    let mut started = Vec::new();
+    for k in 17..n - 1 {
+        started.push((k, net.now));
+        net.start(k, params(), 100 + k as u64);
+        net.run_until(net.now + Duration::from_millis(10));
+    }
+    let last_start = started.last().unwrap().1;
+    for &(k, at) in &started {
+        let before: Vec<_> = sent_to(&net, 0, k)
+            .into_iter()
+            .filter(|&t| t < at)
+            .collect();
+        assert_eq!(before, [t0], "node 0 to node {k}, started at {at:?}");
+    }
+    let quiet = params().initial_rto();
+    net.run_until(last_start + quiet * 2);
+    let never = sent_to(&net, 0, n - 1);
+    assert_eq!(never.len(), 2, "{never:?}");
+    assert!(never[1] >= last_start + quiet, "{never:?}");
+}
+
+#[test]
 fn a_newcomer_with_evidence_still_sends_its_first_retry() {
     // Node 18 has run alone for 10 s: it asks the others once an
     // interval. Node 0 starts, its start heartbeat to node 18 is lost,
     // and seventeen peers start after it and answer it: it holds its
     // network for one that loses nothing before its first retry comes
-    // due. That first retry goes all the same, and is what introduces the
-    // two: all READY long before node 18's next heartbeat to node 0.
+    // due. That first retry goes all the same, once the starts have
+    // stopped for its wait, and is what introduces the two: all READY
+    // long before node 18's next heartbeat to node 0.
     let t0 = Instant::now();
     let mut net = Net::new(19, t0);
     net.start(18, params(), 999);

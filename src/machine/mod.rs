@@ -357,8 +357,8 @@ pub struct Node {
     rtt: Rtt,
     /// Whether our questions have been lost lately.
     loss: Loss,
-    /// When we last heard an incarnation of a peer for the first time:
-    /// peers are still starting.
+    /// When we last heard a peer's start heartbeat: peers are still
+    /// starting.
     last_start_heard: Option<Instant>,
     /// A peer that passed the barrier while we were not READY.
     passed_without_us: Option<String>,
@@ -1109,7 +1109,12 @@ impl Node {
             // What we sent before it started is no evidence against it:
             // retries start over, on the round trip.
             p.tries = 0;
-            self.last_start_heard = Some(now);
+            // A node's start heartbeats are its first datagrams, numbered
+            // from 1 in one round to its peers: retries and answers come
+            // later.
+            if msg.kind == Kind::Heartbeat && msg.seq < self.total as u64 {
+                self.last_start_heard = Some(now);
+            }
             if restarted {
                 let peer = self.who(i);
                 out.push(Action::Event(Event::Restarted { peer }));
@@ -1651,16 +1656,9 @@ impl Node {
             // Asked again on our own account (not as an answer).
             let retry = ask && p.tries > 0 && !p.answer;
             // A retry to a peer never heard, on a network that has lost
-            // none of our questions lately: it has not started, and its
-            // start will announce it. A second retry or later, asked on the
-            // quick schedule before we knew, waits for an interval after
-            // our last question. The first goes once no peer has started
-            // for a first retry's wait: it is what saves a newcomer whose
-            // start heartbeat was lost on its way to a peer started before
-            // it, which asks it only once an interval, and while peers
-            // are still starting the newcomer is most likely among those
-            // to come (and no one is READY before the last has come). Nor
-            // does a question another peer asked us to put to it wait.
+            // none of our questions lately (and not one a peer asked us to
+            // put to it): it has not started, and its start will announce
+            // it.
             let interval = self.params.interval;
             if retry
                 && p.last_heard.is_none()
@@ -1669,14 +1667,22 @@ impl Node {
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
             {
-                let quiet = self.params.initial_rto();
+                let wait = self.params.initial_rto();
                 let at = if p.tries >= 2 {
+                    // Asked on the quick schedule before we knew, it waits
+                    // for an interval after our last question.
                     Some(sent + interval.mul_f64(jitter(&mut self.rng)))
                 } else {
+                    // The first retry waits while peers are still starting
+                    // (a start heartbeat came less than a first retry's
+                    // wait ago): it is most likely one of those to come,
+                    // and no one is READY before the last has. Once the
+                    // starts stop it goes: it is what saves a newcomer whose
+                    // start heartbeat was lost on its way to a peer started
+                    // before it, which asks it only once an interval.
                     self.last_start_heard
-                        .map(|t| t + quiet)
-                        .filter(|&t| now < t)
-                        .map(|t| t + quiet.mul_f64(1.0 - jitter(&mut self.rng)))
+                        .filter(|&t| now < t + wait * 3 / 4)
+                        .map(|t| t + wait.mul_f64(jitter(&mut self.rng)))
                 };
                 if let Some(at) = at {
                     self.schedule(i, at);

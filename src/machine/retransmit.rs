@@ -20,8 +20,9 @@
 //!   interval; a newcomer's own questions, retried on the quick schedule
 //!   until it has that evidence of its own, cover a start heartbeat lost
 //!   all the same. The first retry to it waits while peers are still
-//!   starting (until none has for [`Params::initial_rto`]): it is then most
-//!   likely among those to come, and no one is READY before the last has.
+//!   starting (until no start heartbeat has come for a first retry's wait,
+//!   [`Params::initial_rto`] jittered): it is then most likely among those
+//!   to come, and no one is READY before the last has.
 //!
 //! Every retry, whatever its peer, spends a token of the node's [`Pacer`],
 //! so that retransmissions to many peers at once cannot exceed what

@@ -1827,7 +1827,8 @@ fn a_first_retry_waits_while_peers_are_still_starting() {
     // sent before it started (on the quick schedule, those starting after
     // 100 ms would each have cost a retry). The peer that never starts is
     // still asked a first time again once the starts have stopped for that
-    // wait, as a newcomer whose start heartbeat was lost would need.
+    // wait (less its jitter), as a newcomer whose start heartbeat was lost
+    // would need.
     let t0 = Instant::now();
     let n = 40;
     let mut net = Net::new(n, t0);
@@ -1852,7 +1853,7 @@ fn a_first_retry_waits_while_peers_are_still_starting() {
     net.run_until(last_start + quiet * 2);
     let never = sent_to(&net, 0, n - 1);
     assert_eq!(never.len(), 2, "{never:?}");
-    assert!(never[1] >= last_start + quiet, "{never:?}");
+    assert!(never[1] >= last_start + quiet * 3 / 4, "{never:?}");
 }
 
 #[test]

@@ -1110,8 +1110,11 @@ impl Node {
             // retries start over, on the round trip.
             p.tries = 0;
             // A node's start heartbeats are its first datagrams, numbered
-            // from 1 in one round to its peers: retries and answers come
-            // later.
+            // from 1 in one round to its peers listed by address: retries
+            // and answers come later. (Peers listed by name are asked as
+            // their names resolve, so a node with few of them resolved may
+            // look as if starting: that only holds a first retry back a
+            // little, within the bound below.)
             if msg.kind == Kind::Heartbeat && msg.seq < self.total as u64 {
                 self.last_start_heard = Some(now);
             }
@@ -1674,12 +1677,14 @@ impl Node {
                     Some(sent + interval.mul_f64(jitter(&mut self.rng)))
                 } else {
                     // The first retry waits while peers are still starting
-                    // (a start heartbeat came less than a first retry's
-                    // wait ago): it is most likely one of those to come,
-                    // and no one is READY before the last has. Once the
-                    // starts stop it goes: it is what saves a newcomer whose
-                    // start heartbeat was lost on its way to a peer started
-                    // before it, which asks it only once an interval.
+                    // (a start heartbeat came less than three quarters of a
+                    // first retry's wait ago), up to three quarters of an
+                    // interval after our question: it is most likely one
+                    // of those to come, and no one is READY before the last
+                    // has. Once the starts stop it goes: it is what saves a
+                    // newcomer whose start heartbeat was lost on its way to
+                    // a peer started before it, which asks it only once an
+                    // interval.
                     self.last_start_heard
                         .filter(|&t| now < t + wait * 3 / 4)
                         .map(|t| t + wait.mul_f64(jitter(&mut self.rng)))
@@ -1835,7 +1840,7 @@ impl Node {
     }
 }
 
-/// A factor in [0.75, 1): timers fire a little early, never late, so that
+/// A factor in (0.75, 1]: timers fire a little early, never late, so that
 /// peers started together drift apart instead of beating in step.
 fn jitter(state: &mut u64) -> f64 {
     1.0 - 0.25 * ((random(state) >> 11) as f64 / (1u64 << 53) as f64)

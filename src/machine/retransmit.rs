@@ -21,7 +21,8 @@
 //!   until it has that evidence of its own, cover a start heartbeat lost
 //!   all the same. The first retry to it waits while peers are still
 //!   starting (until no start heartbeat has come for a first retry's wait,
-//!   [`Params::initial_rto`] jittered): it is then most likely among those
+//!   [`Params::initial_rto`] jittered, and at most until three quarters of
+//!   an interval after our question): it is then most likely among those
 //!   to come, and no one is READY before the last has.
 //!
 //! Every retry, whatever its peer, spends a token of the node's [`Pacer`],

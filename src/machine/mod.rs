@@ -1737,7 +1737,10 @@ impl Node {
             if ask {
                 p.tries = p.tries.saturating_add(1);
                 p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
-                let wait = retransmit::retry_after(&self.params, heard, rtt, p.tries);
+                let young = self
+                    .started
+                    .is_some_and(|s| now < s + self.params.interval * retransmit::YOUTH);
+                let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();
                 self.schedule(i, now + wait.mul_f64(factor));

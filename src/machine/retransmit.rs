@@ -12,7 +12,12 @@
 //!   through all of them is backed off further, up to the interval.
 //! - A peer not heard from has most likely not started: retries back off
 //!   from [`Params::initial_rto`] to the interval. Its own start heartbeats
-//!   everyone, and that is what makes READY instant, not our retries.
+//!   everyone, and that is what makes READY instant, not our retries. In
+//!   the node's first [`YOUTH`] intervals, though, they double at most
+//!   [`MAX_DOUBLINGS_WHILE_YOUNG`] times: peers started around it may have
+//!   lost its start heartbeat as it lost theirs, and under loss a pair
+//!   that both sides back off to the interval is what the last READY
+//!   waits for.
 //! - A peer never heard from, while the peers it hears have answered its
 //!   questions [`CLEAN_ANSWERS`] times since the last was lost ([`Loss`]),
 //!   has not started: on a network that loses
@@ -42,6 +47,13 @@ pub(super) const UNMEASURED_RTO: Duration = Duration::from_millis(20);
 /// While a peer answers, its retransmission timeout doubles at most this
 /// many times: its losses are random, not a sign that it is gone.
 pub(super) const MAX_DOUBLINGS_WHILE_HEARD: u32 = 2;
+/// In its first [`YOUTH`] intervals a node is among peers starting around
+/// it, and a peer it never heard may be one whose first datagrams and ours
+/// were all lost: its retries to such a peer double at most this many
+/// times, as long as they are not answered, rather than all the way to the
+/// interval.
+pub(super) const MAX_DOUBLINGS_WHILE_YOUNG: u32 = 2;
+pub(super) const YOUTH: u32 = 2;
 /// Retries on the round trip before a peer's silence counts against it:
 /// at 30% loss each way, eight lost round trips in a row happen once in
 /// two hundred.
@@ -155,10 +167,11 @@ impl Rtt {
 /// How long to wait for the answer to the `tries`-th asking heartbeat in a
 /// row (1 for the first) to a peer: `heard` says whether it was heard
 /// within the silence threshold, `rtt` is its measured timeout (or the
-/// node's).
+/// node's), `young` whether we started less than [`YOUTH`] intervals ago.
 pub(super) fn retry_after(
     params: &Params,
     heard: bool,
+    young: bool,
     rtt: Option<Duration>,
     tries: u32,
 ) -> Duration {
@@ -168,6 +181,11 @@ pub(super) fn retry_after(
         let fast = doublings.min(MAX_DOUBLINGS_WHILE_HEARD);
         let slow = doublings.saturating_sub(FAST_RETRIES);
         (answer_timeout(params, rtt), fast + slow)
+    } else if young {
+        (
+            params.initial_rto(),
+            doublings.min(MAX_DOUBLINGS_WHILE_YOUNG),
+        )
     } else {
         (params.initial_rto(), doublings)
     };
@@ -287,7 +305,9 @@ mod tests {
     fn a_peer_that_answers_is_retried_on_the_round_trip_with_a_small_cap() {
         let p = params(2000);
         let rtt = Some(Duration::from_millis(8));
-        let waits: Vec<_> = (1..=12).map(|k| retry_after(&p, true, rtt, k)).collect();
+        let waits: Vec<_> = (1..=12)
+            .map(|k| retry_after(&p, true, false, rtt, k))
+            .collect();
         let ms = |n| Duration::from_millis(n);
         assert_eq!(
             waits,
@@ -308,13 +328,16 @@ mod tests {
             ]
         );
         // Unmeasured: a LAN-sized guess; floored at MIN_RTO when measured tiny.
-        assert_eq!(retry_after(&p, true, None, 1), UNMEASURED_RTO);
+        assert_eq!(retry_after(&p, true, false, None, 1), UNMEASURED_RTO);
         assert_eq!(
-            retry_after(&p, true, Some(Duration::from_micros(50)), 1),
+            retry_after(&p, true, false, Some(Duration::from_micros(50)), 1),
             MIN_RTO
         );
         // Never above the interval.
-        assert_eq!(retry_after(&params(10), true, Some(ms(500)), 1), ms(10));
+        assert_eq!(
+            retry_after(&params(10), true, false, Some(ms(500)), 1),
+            ms(10)
+        );
     }
 
     #[test]
@@ -322,7 +345,7 @@ mod tests {
         let p = params(2000);
         let ms = |n| Duration::from_millis(n);
         let waits: Vec<_> = (1..=7)
-            .map(|k| retry_after(&p, false, Some(ms(1)), k))
+            .map(|k| retry_after(&p, false, false, Some(ms(1)), k))
             .collect();
         assert_eq!(
             waits,
@@ -336,7 +359,22 @@ mod tests {
                 ms(2000)
             ]
         );
-        assert_eq!(retry_after(&p, false, None, u32::MAX), ms(2000));
+        assert_eq!(retry_after(&p, false, false, None, u32::MAX), ms(2000));
+    }
+
+    #[test]
+    fn a_young_node_asks_a_peer_never_heard_at_most_four_first_waits_apart() {
+        let p = params(2000);
+        let ms = |n| Duration::from_millis(n);
+        let waits: Vec<_> = (1..=6)
+            .map(|k| retry_after(&p, false, true, None, k))
+            .collect();
+        assert_eq!(
+            waits,
+            [ms(100), ms(200), ms(400), ms(400), ms(400), ms(400)]
+        );
+        // Never above the interval.
+        assert_eq!(retry_after(&params(2), false, true, None, 9), ms(2));
     }
 
     #[test]

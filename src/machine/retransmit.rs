@@ -53,6 +53,9 @@ pub(super) const MAX_DOUBLINGS_WHILE_HEARD: u32 = 2;
 /// times, as long as they are not answered, rather than all the way to the
 /// interval.
 pub(super) const MAX_DOUBLINGS_WHILE_YOUNG: u32 = 2;
+/// How many intervals after its start a node is young: what a launch of
+/// peers around it takes, with room for their retries under loss. A peer
+/// still never heard after that has most likely not started.
 pub(super) const YOUTH: u32 = 2;
 /// Retries on the round trip before a peer's silence counts against it:
 /// at 30% loss each way, eight lost round trips in a row happen once in

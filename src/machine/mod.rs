@@ -1634,6 +1634,11 @@ impl Node {
         }
         batch.sort_unstable();
         batch.dedup();
+        let interval = self.params.interval;
+        // Our first intervals: retries to a peer never heard back off less.
+        let young = self
+            .started
+            .is_some_and(|s| now < s + interval * retransmit::YOUTH);
         for &i in &batch {
             #[cfg(test)]
             {
@@ -1662,7 +1667,6 @@ impl Node {
             // none of our questions lately (and not one a peer asked us to
             // put to it): it has not started, and its start will announce
             // it.
-            let interval = self.params.interval;
             if retry
                 && p.last_heard.is_none()
                 && p.requests.is_empty()
@@ -1670,7 +1674,6 @@ impl Node {
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
             {
-                let wait = self.params.initial_rto();
                 let at = if p.tries >= 2 {
                     // Asked on the quick schedule before we knew, it waits
                     // for an interval after our last question.
@@ -1685,6 +1688,7 @@ impl Node {
                     // newcomer whose start heartbeat was lost on its way to
                     // a peer started before it, which asks it only once an
                     // interval.
+                    let wait = self.params.initial_rto();
                     self.last_start_heard
                         .filter(|&t| now < t + wait * 3 / 4)
                         .map(|t| t + wait.mul_f64(jitter(&mut self.rng)))
@@ -1737,9 +1741,6 @@ impl Node {
             if ask {
                 p.tries = p.tries.saturating_add(1);
                 p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
-                let young = self
-                    .started
-                    .is_some_and(|s| now < s + self.params.interval * retransmit::YOUTH);
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();

@@ -44,7 +44,7 @@ pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty}
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
 use peer::Peer;
-use retransmit::{Loss, Pacer, RETRANSMIT_BURST, RETRANSMIT_RATE, Rtt};
+use retransmit::{Loss, Pacer, RETRANSMIT_BURST, Rtt};
 use timers::{Timer, Timers};
 
 /// How often at most the machine raises a warning about dropped datagrams.
@@ -547,7 +547,10 @@ impl Node {
             next_progress: None,
             mismatch_warnings: Budget::new(MISMATCH_WARNINGS, DROP_WARNING_EVERY),
             replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
-            pacer: Pacer::new(RETRANSMIT_RATE, RETRANSMIT_BURST),
+            pacer: Pacer::new(
+                retransmit::retransmit_rate(entries.len().saturating_sub(1)),
+                RETRANSMIT_BURST,
+            ),
             rtt: Rtt::default(),
             loss: Loss::default(),
             last_start_heard: None,

@@ -187,11 +187,12 @@ impl Node {
             return;
         }
         let p = &mut self.peers[t];
-        p.requests.retain(|&(who, _, _)| who != r);
-        if p.requests.len() == REQUESTS {
-            p.requests.remove(0);
+        let requests = &mut p.rare().requests;
+        requests.retain(|&(who, _, _)| who != r);
+        if requests.len() == REQUESTS {
+            requests.remove(0);
         }
-        p.requests.push((r, seq, now));
+        requests.push((r, seq, now));
         if p.next_heartbeat.is_none_or(|at| at > now) {
             self.schedule(t, now);
         }
@@ -200,11 +201,14 @@ impl Node {
     /// Peer `t` was heard: every peer that asked us to probe it learns it
     /// is up.
     pub(super) fn vouch(&mut self, t: usize, now: Instant, out: &mut Vec<Action>) {
-        if self.peers[t].requests.is_empty() {
+        let Some(rare) = &mut self.peers[t].rare else {
+            return;
+        };
+        if rare.requests.is_empty() {
             return;
         }
         let fresh = self.params.overdue_after();
-        let requests = std::mem::take(&mut self.peers[t].requests);
+        let requests = std::mem::take(&mut rare.requests);
         let target = u64::from(self.peers[t].id);
         for (r, seq, at) in requests {
             let p = &self.peers[r];

@@ -24,7 +24,7 @@ impl Node {
     pub(super) fn who(&self, i: usize) -> PeerRef {
         let p = &self.peers[i];
         PeerRef {
-            name: p.name.clone(),
+            name: p.listed.name.clone(),
             index: p.id,
             addr: p.target(),
             incarnation: p.incarnation,
@@ -48,7 +48,9 @@ impl Node {
         p.next_heartbeat = None;
         p.ack_due = None;
         p.answer = false;
-        p.requests.clear();
+        if let Some(r) = &mut p.rare {
+            r.requests.clear();
+        }
         self.set_liveness(i, Liveness::Left, now, out);
     }
 

@@ -24,6 +24,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Exit;
@@ -43,7 +44,7 @@ use detector::Liveness;
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty};
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
-use peer::Peer;
+use peer::{Listed, Peer, Resolution};
 use retransmit::{Loss, Pacer, RETRANSMIT_BURST, Rtt};
 use timers::{Timer, Timers};
 
@@ -476,27 +477,29 @@ impl Node {
         seed: u64,
         params: Params,
     ) -> Node {
-        let peers = entries
+        let listed: Vec<Arc<Listed>> = entries.iter().map(|e| Arc::new(Listed::new(e))).collect();
+        Node::listing(&listed, me, hosts, incarnation, seed, params)
+    }
+
+    /// [`Node::new`] on entries shared with other nodes.
+    fn listing(
+        listed: &[Arc<Listed>],
+        me: usize,
+        hosts: u64,
+        incarnation: u64,
+        seed: u64,
+        params: Params,
+    ) -> Node {
+        let peers = listed
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != me)
             .map(|(i, e)| Peer {
                 id: (i + 1) as u16,
-                name: e.text.clone(),
-                line: e.line,
-                host: e.host.clone(),
-                port: e.port,
-                addrs: match e.host {
-                    Host::Ip(ip) => vec![SocketAddr::new(ip, e.port)],
-                    Host::Name(_) => Vec::new(),
-                },
+                listed: Arc::clone(e),
+                resolution: matches!(e.host, Host::Name(_))
+                    .then(|| Box::new(Resolution::new(params.initial_resolve_backoff()))),
                 reply_to: None,
-                resolving: false,
-                resolve_at: None,
-                resolve_backoff: params.initial_resolve_backoff(),
-                last_resolve: None,
-                resolve_started: None,
-                resolve_error: None,
                 incarnation: None,
                 heartbeat: None,
                 ack: None,
@@ -506,7 +509,6 @@ impl Node {
                 arrived: None,
                 liveness: Liveness::Alive,
                 vouched: None,
-                requests: Vec::new(),
                 leave_pending: false,
                 silence_watched: false,
                 probing: false,
@@ -519,18 +521,16 @@ impl Node {
                 tries: 0,
                 paced: false,
                 rtt: Rtt::default(),
-                mismatch: None,
-                mismatch_warned: None,
-                wrong_source: None,
                 heartbeat_seq: 0,
+                rare: None,
             })
             .collect();
         Node {
             params,
             state: State::Discovering,
             me: (me + 1) as u16,
-            own: (entries[me].text.clone(), entries[me].line),
-            total: entries.len(),
+            own: (listed[me].name.clone(), listed[me].line),
+            total: listed.len(),
             hosts,
             incarnation,
             peers,
@@ -548,7 +548,7 @@ impl Node {
             mismatch_warnings: Budget::new(MISMATCH_WARNINGS, DROP_WARNING_EVERY),
             replies: Budget::new(REPLIES_PER_SECOND, Duration::from_secs(1)),
             pacer: Pacer::new(
-                retransmit::retransmit_rate(entries.len().saturating_sub(1)),
+                retransmit::retransmit_rate(listed.len().saturating_sub(1)),
                 RETRANSMIT_BURST,
             ),
             rtt: Rtt::default(),
@@ -581,7 +581,7 @@ impl Node {
     fn contribution(&self, i: usize) -> [bool; 6] {
         let p = &self.peers[i];
         [
-            p.addrs.is_empty(),
+            p.addrs().is_empty(),
             p.exchanged(),
             p.absent(),
             p.flags.ready,
@@ -623,7 +623,10 @@ impl Node {
 
     /// Peer `i`'s name is resolved (again) at `at`.
     fn schedule_resolve(&mut self, i: usize, at: Instant) {
-        self.peers[i].resolve_at = Some(at);
+        let Some(r) = &mut self.peers[i].resolution else {
+            return;
+        };
+        r.at = Some(at);
         self.timers.push(at, i, Timer::Resolve);
     }
 
@@ -771,7 +774,7 @@ impl Node {
         let p = &self.peers[i];
         match timer {
             Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
-            Timer::Resolve => p.resolve_at.filter(|_| !p.resolving),
+            Timer::Resolve => p.resolve_at(),
             Timer::Silence => self.silence_deadline(i),
         }
     }
@@ -809,7 +812,7 @@ impl Node {
                     }
                 }
                 Timer::Resolve => {
-                    let Some(t) = p.resolve_at.filter(|_| !p.resolving) else {
+                    let Some(t) = p.resolve_at() else {
                         continue;
                     };
                     if t > now {
@@ -817,16 +820,17 @@ impl Node {
                         self.timers.push(t, i, Timer::Resolve);
                         continue;
                     }
-                    if let Host::Name(host) = &p.host {
+                    if let Host::Name(host) = &p.listed.host {
                         let action = Action::Resolve {
                             peer: p.id,
                             host: host.clone(),
-                            port: p.port,
+                            port: p.listed.port,
                         };
-                        let p = &mut self.peers[i];
-                        p.resolving = true;
-                        p.resolve_started = Some(now);
-                        p.resolve_at = None;
+                        if let Some(r) = &mut self.peers[i].resolution {
+                            r.resolving = true;
+                            r.started = Some(now);
+                            r.at = None;
+                        }
                         out.push(action);
                     }
                 }
@@ -870,9 +874,10 @@ impl Node {
         self.started = Some(now);
         self.next_progress = Some(now + PROGRESS_EVERY);
         for i in 0..self.peers.len() {
-            match self.peers[i].host {
-                Host::Ip(_) => self.schedule(i, now),
-                Host::Name(_) => self.schedule_resolve(i, now),
+            if self.peers[i].by_name() {
+                self.schedule_resolve(i, now);
+            } else {
+                self.schedule(i, now);
             }
         }
     }
@@ -892,7 +897,7 @@ impl Node {
         out: &mut Vec<Action>,
     ) {
         let Some(i) = self.slot(id) else { return };
-        if !self.peers[i].resolving {
+        if !self.peers[i].resolving() {
             return;
         }
         let before = self.contribution(i);
@@ -911,28 +916,28 @@ impl Node {
         let interval = self.params.interval;
         let jitter = jitter(&mut self.rng);
         let p = &mut self.peers[i];
-        p.resolving = false;
-        p.resolve_started = None;
-        p.last_resolve = Some(now);
-        let was_failing = p.resolve_error.is_some();
+        let previous = p.target();
+        let name = &p.listed.name;
+        let Some(r) = &mut p.resolution else { return };
+        r.resolving = false;
+        r.started = None;
+        r.last = Some(now);
+        let was_failing = r.error.is_some();
         let mut addrs: Vec<SocketAddr> = match result {
             Ok(addrs) => addrs.into_iter().map(canonical).collect(),
             Err(e) => {
-                p.resolve_error = Some(e);
+                r.error = Some(e);
                 Vec::new()
             }
         };
         addrs.dedup();
         addrs.truncate(MAX_ADDRS);
         if addrs.is_empty() {
-            let retry = p.resolve_backoff.mul_f64(jitter);
-            p.resolve_backoff = (p.resolve_backoff * 2).min(interval);
-            let error = p
-                .resolve_error
-                .get_or_insert_with(|| "no address".into())
-                .clone();
+            let retry = r.backoff.mul_f64(jitter);
+            r.backoff = (r.backoff * 2).min(interval);
+            let error = r.error.get_or_insert_with(|| "no address".into()).clone();
             out.push(Action::Event(Event::ResolveFailed {
-                peer: p.name.clone(),
+                peer: name.clone(),
                 error,
                 retry,
                 first: !was_failing,
@@ -940,19 +945,19 @@ impl Node {
             self.schedule_resolve(i, now + retry);
             return;
         }
-        p.resolve_error = None;
-        p.resolve_backoff = self.params.initial_resolve_backoff();
-        let moved = addrs != p.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to);
+        r.error = None;
+        r.backoff = self.params.initial_resolve_backoff();
+        let moved = addrs != r.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to);
         if moved {
             out.push(Action::Event(Event::Resolved {
-                peer: p.name.clone(),
+                peer: name.clone(),
                 addr: addrs[0],
-                previous: p.target(),
+                previous,
             }));
             p.reply_to = None;
         }
-        let changed = addrs != p.addrs;
-        p.addrs = addrs;
+        let changed = addrs != r.addrs;
+        r.addrs = addrs;
         self.schedule_resolve(i, now + silent_after);
         // A new address, or the first: heartbeat it now (unless it is
         // already on its way there).
@@ -970,14 +975,14 @@ impl Node {
     fn same_address(&self, i: usize, out: &mut Vec<Action>) {
         let p = &self.peers[i];
         for q in self.peers.iter().filter(|q| q.id != p.id) {
-            if let Some(addr) = p.addrs.iter().find(|a| q.addrs.contains(a)) {
+            if let Some(addr) = p.addrs().iter().find(|a| q.addrs().contains(a)) {
                 let (first, second) = if q.id < p.id { (q, p) } else { (p, q) };
                 out.push(Action::Event(Event::SameAddress {
                     addr: *addr,
-                    first: first.name.clone(),
-                    first_line: first.line,
-                    second: second.name.clone(),
-                    second_line: second.line,
+                    first: first.listed.name.clone(),
+                    first_line: first.listed.line,
+                    second: second.listed.name.clone(),
+                    second_line: second.listed.line,
                 }));
             }
         }
@@ -1022,8 +1027,8 @@ impl Node {
                 out.push(Action::Event(Event::ListedTwice {
                     ours,
                     our_line,
-                    other: other.name.clone(),
-                    other_line: other.line,
+                    other: other.listed.name.clone(),
+                    other_line: other.listed.line,
                 }));
                 if self.end_job_for(Reason::ListedTwice, now, out) {
                     return;
@@ -1037,10 +1042,10 @@ impl Node {
         };
         if !self.believes(&self.peers[i], from) {
             let p = &mut self.peers[i];
-            let reason = if p.addrs.is_empty() {
+            let reason = if p.addrs().is_empty() {
                 Drop::Unresolved
             } else {
-                p.wrong_source = Some(from);
+                p.rare().wrong_source = Some(from);
                 Drop::WrongAddress
             };
             // It may have moved (a restarted container): look again.
@@ -1131,14 +1136,15 @@ impl Node {
         self.stats.received += 1;
         p.arrived = p.arrived.max(Some(arrived));
         p.reply_to = Some(from);
-        p.mismatch = None;
-        p.wrong_source = None;
+        p.believed();
         p.flags = msg.flags;
-        let resolve_later = p.by_name() && !p.resolving;
+        let resolve_later = p.by_name() && !p.resolving();
         if resolve_later {
             // Only pushed back: the heap entry at the earlier time finds
             // the record moved and is dropped.
-            self.peers[i].resolve_at = Some(now + silent_after);
+            if let Some(r) = &mut self.peers[i].resolution {
+                r.at = Some(now + silent_after);
+            }
         }
         // Heard before this datagram: had our question been lost, its
         // retry would have counted as a loss.
@@ -1149,9 +1155,9 @@ impl Node {
             && self.passed_without_us.is_none()
             && matches!(self.state, State::Discovering | State::Exchanging)
         {
-            self.passed_without_us = Some(p.name.clone());
+            self.passed_without_us = Some(p.listed.name.clone());
             out.push(Action::Event(Event::PassedWithoutUs {
-                peer: p.name.clone(),
+                peer: p.listed.name.clone(),
             }));
         }
         if msg.kind == Kind::Heartbeat {
@@ -1300,7 +1306,7 @@ impl Node {
         p.ack.is_none()
             || p.probing
             || p.leave_pending
-            || !p.requests.is_empty()
+            || !p.requests().is_empty()
             || (p.flags.barrier && !p.knows(self.epoch))
     }
 
@@ -1341,11 +1347,12 @@ impl Node {
     /// address, on its port, does too: a host reaches a peer of the other
     /// family from its address of that family, which no list can name.
     fn believes(&self, p: &Peer, from: SocketAddr) -> bool {
-        p.addrs.contains(&from)
+        let addrs = p.addrs();
+        addrs.contains(&from)
             || self.params.authenticated
-            || (from.port() == p.port
-                && !p.addrs.is_empty()
-                && p.addrs.iter().all(|a| a.is_ipv4() != from.is_ipv4()))
+            || (from.port() == p.listed.port
+                && !addrs.is_empty()
+                && addrs.iter().all(|a| a.is_ipv4() != from.is_ipv4()))
     }
 
     /// Answers `msg` from `to` with an acknowledgement or a stale notice
@@ -1400,7 +1407,7 @@ impl Node {
         }
         self.recount();
         out.push(Action::Event(Event::Reincarnated {
-            peer: self.peers[i].name.clone(),
+            peer: self.peers[i].listed.name.clone(),
             known,
             incarnation,
         }));
@@ -1428,18 +1435,20 @@ impl Node {
     /// [`DROP_WARNING_EVERY`] for a peer, within a node-wide budget: no
     /// mix of bad datagrams makes the log grow faster.
     fn mismatch(&mut self, from: SocketAddr, what: Mismatch, now: Instant, out: &mut Vec<Action>) {
-        let Some(p) = self.peers.iter_mut().find(|p| p.addrs.contains(&from)) else {
+        let Some(p) = self.peers.iter_mut().find(|p| p.addrs().contains(&from)) else {
             return;
         };
-        let news = p.mismatch != Some(what);
-        p.mismatch = Some(what);
-        let due = p
+        let peer = Arc::clone(&p.listed);
+        let r = p.rare();
+        let news = r.mismatch != Some(what);
+        r.mismatch = Some(what);
+        let due = r
             .mismatch_warned
             .is_none_or(|t| now.saturating_duration_since(t) >= DROP_WARNING_EVERY);
         if news && due && self.mismatch_warnings.take(now) {
-            p.mismatch_warned = Some(now);
+            r.mismatch_warned = Some(now);
             out.push(Action::Event(Event::Mismatch {
-                peer: p.name.clone(),
+                peer: peer.name.clone(),
                 from,
                 what,
             }));
@@ -1449,14 +1458,14 @@ impl Node {
     /// Resolve peer `i`'s name again soon, at most once per
     /// [`RESOLVE_MIN_GAP`].
     fn resolve_soon(&mut self, i: usize, now: Instant) {
-        let p = &mut self.peers[i];
-        if !p.by_name() || p.resolving {
+        let Some(r) = &self.peers[i].resolution else {
+            return;
+        };
+        if r.resolving {
             return;
         }
-        let earliest = p
-            .last_resolve
-            .map_or(now, |t| (t + RESOLVE_MIN_GAP).max(now));
-        if p.resolve_at.is_none_or(|t| earliest < t) {
+        let earliest = r.last.map_or(now, |t| (t + RESOLVE_MIN_GAP).max(now));
+        if r.at.is_none_or(|t| earliest < t) {
             self.schedule_resolve(i, earliest);
         }
     }
@@ -1672,7 +1681,7 @@ impl Node {
             // it.
             if retry
                 && p.last_heard.is_none()
-                && p.requests.is_empty()
+                && p.requests().is_empty()
                 && let Some((_, sent)) = p.probe()
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
@@ -1823,13 +1832,14 @@ impl Node {
                 if p.exchanged() && !silent && !not_ready {
                     return None;
                 }
-                let lookup = match (&p.resolve_error, p.resolve_started) {
+                let r = p.resolution.as_deref();
+                let lookup = match (r.and_then(|r| r.error.as_ref()), r.and_then(|r| r.started)) {
                     (_, Some(t)) => Lookup::UnderWay(now.saturating_duration_since(t)),
                     (Some(e), None) => Lookup::Failed(e.clone()),
                     (None, None) => Lookup::NotTried,
                 };
                 Some(Missing {
-                    peer: p.name.clone(),
+                    peer: p.listed.name.clone(),
                     index: p.id,
                     addr: p.target(),
                     lookup: p.target().is_none().then_some(lookup),
@@ -1839,8 +1849,8 @@ impl Node {
                     silent: p.exchanged() && silent,
                     left: p.liveness == Liveness::Left,
                     not_ready,
-                    mismatch: p.mismatch,
-                    wrong_source: p.wrong_source,
+                    mismatch: p.rare.as_ref().and_then(|r| r.mismatch),
+                    wrong_source: p.rare.as_ref().and_then(|r| r.wrong_source),
                 })
             })
             .collect()

@@ -2,37 +2,102 @@
 //! and what is due to it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Mismatch;
 use super::detector::Liveness;
 use super::retransmit::Rtt;
-use crate::hosts::Host;
+use crate::hosts::{Entry, Host};
 use crate::wire::Flags;
+
+/// An entry of the hosts list, as every node that lists it shares it: one
+/// node in a process, but all of them in a simulation, where a record of
+/// its own in every node's record of every peer would be most of the
+/// memory.
+#[derive(Debug)]
+pub(super) struct Listed {
+    /// The entry as written, and its line in the hosts file.
+    pub(super) name: String,
+    pub(super) line: usize,
+    pub(super) host: Host,
+    pub(super) port: u16,
+    /// Its address, for an entry written as one.
+    fixed: Option<SocketAddr>,
+}
+
+impl Listed {
+    pub(super) fn new(e: &Entry) -> Listed {
+        Listed {
+            name: e.text.clone(),
+            line: e.line,
+            host: e.host.clone(),
+            port: e.port,
+            fixed: match e.host {
+                Host::Ip(ip) => Some(SocketAddr::new(ip, e.port)),
+                Host::Name(_) => None,
+            },
+        }
+    }
+}
+
+/// The lookup of a peer listed by name.
+#[derive(Clone, Debug)]
+pub(super) struct Resolution {
+    /// Where the name resolves; empty while unknown.
+    pub(super) addrs: Vec<SocketAddr>,
+    /// A resolution is under way.
+    pub(super) resolving: bool,
+    /// When to resolve the name (again).
+    pub(super) at: Option<Instant>,
+    pub(super) backoff: Duration,
+    pub(super) last: Option<Instant>,
+    /// When the lookup under way started.
+    pub(super) started: Option<Instant>,
+    pub(super) error: Option<String>,
+}
+
+impl Resolution {
+    /// Not looked up yet; the first retry of a failed lookup waits
+    /// `backoff`.
+    pub(super) fn new(backoff: Duration) -> Resolution {
+        Resolution {
+            addrs: Vec::new(),
+            resolving: false,
+            at: None,
+            backoff,
+            last: None,
+            started: None,
+            error: None,
+        }
+    }
+}
+
+/// What a peer's record seldom holds, kept apart so that the record stays
+/// small.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rare {
+    /// Datagrams with another hosts list or secret came from its address.
+    pub(super) mismatch: Option<Mismatch>,
+    /// When a mismatch of this peer was last warned about.
+    pub(super) mismatch_warned: Option<Instant>,
+    /// Datagrams claiming to be from it came from this other address.
+    pub(super) wrong_source: Option<SocketAddr>,
+    /// Peers that asked us to probe it: (their index, their request, when).
+    pub(super) requests: Vec<(usize, u64, Instant)>,
+}
 
 /// Our record of one other peer.
 #[derive(Clone, Debug)]
 pub(super) struct Peer {
     /// Entry id, 1-based.
     pub(super) id: u16,
-    /// The entry as written, and its line in the hosts file.
-    pub(super) name: String,
-    pub(super) line: usize,
-    pub(super) host: Host,
-    pub(super) port: u16,
-    /// Where the name resolves; empty while unknown.
-    pub(super) addrs: Vec<SocketAddr>,
-    /// Where the peer was last heard from, among `addrs`.
+    /// Its entry.
+    pub(super) listed: Arc<Listed>,
+    /// Its name's lookup, for an entry written as a name.
+    pub(super) resolution: Option<Box<Resolution>>,
+    /// Where the peer was last heard from, among its addresses.
     pub(super) reply_to: Option<SocketAddr>,
-    /// A resolution is under way.
-    pub(super) resolving: bool,
-    /// When to resolve the name (again).
-    pub(super) resolve_at: Option<Instant>,
-    pub(super) resolve_backoff: Duration,
-    pub(super) last_resolve: Option<Instant>,
-    /// When the lookup under way started.
-    pub(super) resolve_started: Option<Instant>,
-    pub(super) resolve_error: Option<String>,
     /// The peer's incarnation as last heard.
     pub(super) incarnation: Option<u64>,
     /// When a heartbeat of this incarnation last arrived.
@@ -51,8 +116,6 @@ pub(super) struct Peer {
     pub(super) liveness: Liveness,
     /// When a peer we asked to probe it said it answered.
     pub(super) vouched: Option<Instant>,
-    /// Peers that asked us to probe it: (their index, their request, when).
-    pub(super) requests: Vec<(usize, u64, Instant)>,
     /// Our leave has not been acknowledged by it yet.
     pub(super) leave_pending: bool,
     /// A silence deadline for it is in the node's timers.
@@ -85,14 +148,10 @@ pub(super) struct Peer {
     pub(super) tries: u32,
     /// The round trip to it.
     pub(super) rtt: Rtt,
-    /// Datagrams with another hosts list or secret came from its address.
-    pub(super) mismatch: Option<Mismatch>,
-    /// When a mismatch of this peer was last warned about.
-    pub(super) mismatch_warned: Option<Instant>,
-    /// Datagrams claiming to be from it came from this other address.
-    pub(super) wrong_source: Option<SocketAddr>,
     /// The highest heartbeat sequence number heard from this incarnation.
     pub(super) heartbeat_seq: u64,
+    /// Mismatches, a wrong source, requests to probe it: mostly nothing.
+    pub(super) rare: Option<Box<Rare>>,
 }
 
 impl Peer {
@@ -132,12 +191,59 @@ impl Peer {
     }
 
     pub(super) fn by_name(&self) -> bool {
-        matches!(self.host, Host::Name(_))
+        self.resolution.is_some()
+    }
+
+    /// Where it may be: its address as listed, or where its name resolves
+    /// (nowhere while unknown).
+    pub(super) fn addrs(&self) -> &[SocketAddr] {
+        match (&self.listed.fixed, &self.resolution) {
+            (Some(addr), _) => std::slice::from_ref(addr),
+            (None, Some(r)) => &r.addrs,
+            (None, None) => &[],
+        }
     }
 
     /// Where our datagrams to it go.
     pub(super) fn target(&self) -> Option<SocketAddr> {
-        self.reply_to.or_else(|| self.addrs.first().copied())
+        self.reply_to.or_else(|| self.addrs().first().copied())
+    }
+
+    /// When its name is to be resolved (again), unless a lookup is under
+    /// way.
+    pub(super) fn resolve_at(&self) -> Option<Instant> {
+        self.resolution
+            .as_ref()
+            .filter(|r| !r.resolving)
+            .and_then(|r| r.at)
+    }
+
+    /// A lookup of its name is under way.
+    pub(super) fn resolving(&self) -> bool {
+        self.resolution.as_ref().is_some_and(|r| r.resolving)
+    }
+
+    /// Peers that asked us to probe it.
+    pub(super) fn requests(&self) -> &[(usize, u64, Instant)] {
+        self.rare.as_ref().map_or(&[], |r| &r.requests)
+    }
+
+    /// What it seldom holds, made room for.
+    pub(super) fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// It was heard from where it should be: what its address said of it
+    /// before no longer holds. The warning's timestamp stays, so that a
+    /// peer flapping between the two is not warned about more often.
+    pub(super) fn believed(&mut self) {
+        if let Some(r) = &mut self.rare {
+            r.mismatch = None;
+            r.wrong_source = None;
+            if r.requests.is_empty() && r.mismatch_warned.is_none() {
+                self.rare = None;
+            }
+        }
     }
 
     /// Forgets everything learned from an earlier incarnation.
@@ -151,7 +257,9 @@ impl Peer {
         self.answer = false;
         self.acknowledged = false;
         self.vouched = None;
-        self.requests.clear();
+        if let Some(r) = &mut self.rare {
+            r.requests.clear();
+        }
         self.rearm();
     }
 

@@ -105,6 +105,8 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         .collect();
     let entries = hosts::parse(&text, 7610).expect("generated hosts list");
     let fp = hosts::fingerprint(&entries);
+    // One record of each entry for all the nodes, as one process has.
+    let listed: Vec<Arc<Listed>> = entries.iter().map(|e| Arc::new(Listed::new(e))).collect();
     let params = Params {
         interval: s.interval,
         timeout: Duration::from_secs(3600),
@@ -144,8 +146,8 @@ pub fn run(s: &Scale, limit: Duration) -> Outcome {
         }
         let (i, input) = match what {
             What::Start(i) => {
-                nodes[i] = Some(Node::new(
-                    &entries,
+                nodes[i] = Some(Node::listing(
+                    &listed,
                     i,
                     fp,
                     1_000 + i as u64,

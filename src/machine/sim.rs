@@ -1176,7 +1176,7 @@ impl Sim {
         node.transition(input, self.now, &mut out);
         self.deadlines[i] = node.next_deadline();
         if node.peers.len() != self.s.peers - 1 && self.s.other_hosts != Some(i)
-            || node.peers.iter().any(|p| p.addrs.len() > MAX_ADDRS)
+            || node.peers.iter().any(|p| p.addrs().len() > MAX_ADDRS)
         {
             return Err(self.fail(format!("node {i}: per-peer state grew")));
         }

@@ -708,6 +708,48 @@ fn a_peer_with_another_hosts_list_is_named_once_and_reported_at_the_timeout() {
 }
 
 #[test]
+fn what_a_peers_address_said_is_forgotten_once_its_own_datagrams_come() {
+    // Another hosts list from its address, then a datagram claiming to be
+    // it from another address: both are what the report would name, until
+    // a believable datagram of its own comes. It does not acknowledge, so
+    // it is still missing at the timeout, but for nothing of that.
+    let t0 = Instant::now();
+    let p = Params {
+        timeout: Duration::from_secs(3),
+        ..params()
+    };
+    let (mut n, _) = node(2, 1, p, t0);
+    let fp = hosts::fingerprint(&entries(2));
+    deliver(&mut n, addr(2), hb(1234, 2, 1, 5, 1), t0 + MS);
+    deliver(&mut n, addr(9), hb(fp, 2, 1, 5, 2), t0 + MS * 2);
+    let report = |n: &mut Node, at: Instant| {
+        let out = step(n, Input::Report, at);
+        let Some(Action::Event(Event::Progress { missing, .. })) = out
+            .iter()
+            .find(|a| matches!(a, Action::Event(Event::Progress { .. })))
+        else {
+            panic!("no report: {out:?}")
+        };
+        missing.clone()
+    };
+    let before = report(&mut n, t0 + MS * 3);
+    assert_eq!(before[0].mismatch, Some(Mismatch::HostsList), "{before:?}");
+    assert_eq!(before[0].wrong_source, Some(addr(9)), "{before:?}");
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 5, 3), t0 + MS * 4);
+    let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(3));
+    let Some(Action::Event(Event::TimedOut { missing, .. })) = out
+        .iter()
+        .find(|a| matches!(a, Action::Event(Event::TimedOut { .. })))
+    else {
+        panic!("no timeout report: {out:?}")
+    };
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].mismatch, None, "{missing:?}");
+    assert_eq!(missing[0].wrong_source, None, "{missing:?}");
+    assert!(missing[0].heartbeat && !missing[0].ack, "{missing:?}");
+}
+
+#[test]
 fn timeout_before_ready_names_every_missing_peer_and_exits_124() {
     let t0 = Instant::now();
     let p = Params {

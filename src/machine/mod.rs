@@ -1287,7 +1287,8 @@ impl Node {
         // which a peer that is up answers: ask again when its answer is
         // overdue, counting besides as long as this waited in our receive
         // queue (under load, the question waits as long in the peer's).
-        let retry = if self.crossed(p, now) {
+        let crossed = self.crossed(p, now);
+        let retry = if crossed {
             let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
             let queued = now.saturating_duration_since(p.arrived.unwrap_or(now));
             (sent + wait + queued).max(now)
@@ -1296,6 +1297,14 @@ impl Node {
         };
         if p.next_heartbeat.is_none_or(|t| retry < t) {
             self.schedule(i, retry);
+        }
+        if !crossed {
+            // Heard after our question was lost, it is not silent: retries
+            // back off from the last quick one again, not from where a
+            // run of lost questions and answers left them (under loss, an
+            // interval apart while it heartbeats us all along).
+            let p = &mut self.peers[i];
+            p.tries = p.tries.min(retransmit::FAST_RETRIES);
         }
     }
 

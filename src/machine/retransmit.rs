@@ -9,7 +9,10 @@
 //!   derived from the measured round trip (RFC 6298's `srtt + 4·rttvar`,
 //!   floored at [`MIN_RTO`]), doubling at most [`MAX_DOUBLINGS_WHILE_HEARD`]
 //!   times for [`FAST_RETRIES`] retries; only a peer that stays silent
-//!   through all of them is backed off further, up to the interval.
+//!   through all of them is backed off further, up to the interval. One
+//!   heard again meanwhile, after our question could have reached it and
+//!   without the answer, was not silent: its backoff starts again from
+//!   the last quick retry.
 //! - A peer not heard from has most likely not started: retries back off
 //!   from [`Params::initial_rto`] to the interval. Its own start heartbeats
 //!   everyone, and that is what makes READY instant, not our retries. In

@@ -2106,6 +2106,48 @@ fn a_peer_that_was_heard_is_retried_on_the_round_trip_not_the_backoff() {
     assert!(retries[0] - at <= retransmit::UNMEASURED_RTO);
 }
 
+#[test]
+fn a_peer_heard_again_after_its_retries_backed_off_is_retried_quickly_again() {
+    let t0 = Instant::now();
+    let fp = hosts::fingerprint(&entries(2));
+    let (mut n, _) = node(2, 1, params(), t0);
+    // As above: heard, asked, and every question or answer lost, until
+    // the retries have backed off past the quick ones.
+    let at = t0 + Duration::from_millis(60);
+    deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), at);
+    let quick = retransmit::UNMEASURED_RTO * 4;
+    let mut last = at;
+    let mut backed_off = false;
+    while !backed_off {
+        let now = n.next_deadline().unwrap();
+        assert!(now < at + Duration::from_secs(2), "never backed off");
+        if !heartbeats_to(&step(&mut n, Input::Tick, now), addr(2)).is_empty() {
+            backed_off = now - last > quick * 4;
+            last = now;
+        }
+    }
+    // Its next heartbeat, without the answer, comes long after our last
+    // question: it is up, and our question was lost. Asked again at once,
+    // and then on the quick schedule, not a backed-off one.
+    let heard = last + Duration::from_millis(10);
+    let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 2), heard);
+    assert!(
+        heartbeats_to(&out, addr(2)).iter().any(|m| m.ask),
+        "{out:?}"
+    );
+    let next = loop {
+        let now = n.next_deadline().unwrap();
+        if !heartbeats_to(&step(&mut n, Input::Tick, now), addr(2)).is_empty() {
+            break now;
+        }
+    };
+    assert!(
+        next - heard <= quick,
+        "asked again after {:?}",
+        next - heard
+    );
+}
+
 /// A node of `peers` peers, each of which asks it at once and never hears
 /// the answer: the instants of the retries it sends within `window` after
 /// that, and to how many peers.

@@ -36,8 +36,9 @@
 //! Every retry, whatever its peer, spends a token of the node's [`Pacer`],
 //! so that retransmissions to many peers at once cannot exceed what
 //! receivers absorb: [`RETRANSMIT_RATE`] a second, or
-//! [`RETRANSMIT_RATE_PER_PEER`] per peer when that is more. First heartbeats and answers are never paced: they
-//! are what makes READY take one round trip.
+//! [`RETRANSMIT_RATE_PER_PEER`] per peer when that is more. First
+//! heartbeats and answers are never paced: they are what makes READY take
+//! one round trip.
 
 use std::time::{Duration, Instant};
 

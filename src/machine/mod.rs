@@ -1447,8 +1447,7 @@ impl Node {
         let Some(p) = self.peers.iter_mut().find(|p| p.addrs().contains(&from)) else {
             return;
         };
-        let peer = Arc::clone(&p.listed);
-        let r = p.rare();
+        let r = p.rare.get_or_insert_with(Box::default);
         let news = r.mismatch != Some(what);
         r.mismatch = Some(what);
         let due = r
@@ -1457,7 +1456,7 @@ impl Node {
         if news && due && self.mismatch_warnings.take(now) {
             r.mismatch_warned = Some(now);
             out.push(Action::Event(Event::Mismatch {
-                peer: peer.name.clone(),
+                peer: p.listed.name.clone(),
                 from,
                 what,
             }));
@@ -1841,11 +1840,12 @@ impl Node {
                 if p.exchanged() && !silent && !not_ready {
                     return None;
                 }
-                let r = p.resolution.as_deref();
-                let lookup = match (r.and_then(|r| r.error.as_ref()), r.and_then(|r| r.started)) {
-                    (_, Some(t)) => Lookup::UnderWay(now.saturating_duration_since(t)),
-                    (Some(e), None) => Lookup::Failed(e.clone()),
-                    (None, None) => Lookup::NotTried,
+                let lookup = match p.resolution.as_deref() {
+                    Some(Resolution {
+                        started: Some(t), ..
+                    }) => Lookup::UnderWay(now.saturating_duration_since(*t)),
+                    Some(Resolution { error: Some(e), .. }) => Lookup::Failed(e.clone()),
+                    _ => Lookup::NotTried,
                 };
                 Some(Missing {
                     peer: p.listed.name.clone(),

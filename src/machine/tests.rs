@@ -110,6 +110,19 @@ fn event_text(actions: &[Action], is: impl Fn(&Event) -> bool) -> Option<String>
     })
 }
 
+/// The peers named missing by the first timeout report or, with
+/// `progress`, the first progress report that came out.
+fn missing_in(actions: &[Action], progress: bool) -> Vec<Missing> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Event(Event::TimedOut { missing, .. }) if !progress => Some(missing.clone()),
+            Action::Event(Event::Progress { missing, .. }) if progress => Some(missing.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no report: {actions:?}"))
+}
+
 fn has_ready(actions: &[Action]) -> bool {
     actions.iter().any(|a| matches!(a, Action::Ready))
 }
@@ -697,12 +710,7 @@ fn a_peer_with_another_hosts_list_is_named_once_and_reported_at_the_timeout() {
     }
     assert_eq!(named, 1);
     let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(3));
-    let Some(Action::Event(Event::TimedOut { missing, .. })) = out
-        .iter()
-        .find(|a| matches!(a, Action::Event(Event::TimedOut { .. })))
-    else {
-        panic!("no timeout report: {out:?}")
-    };
+    let missing = missing_in(&out, false);
     assert_eq!(missing[0].mismatch, Some(Mismatch::HostsList));
     assert!(missing[0].to_string().contains("different hosts list"));
 }
@@ -722,27 +730,14 @@ fn what_a_peers_address_said_is_forgotten_once_its_own_datagrams_come() {
     let fp = hosts::fingerprint(&entries(2));
     deliver(&mut n, addr(2), hb(1234, 2, 1, 5, 1), t0 + MS);
     deliver(&mut n, addr(9), hb(fp, 2, 1, 5, 2), t0 + MS * 2);
-    let report = |n: &mut Node, at: Instant| {
-        let out = step(n, Input::Report, at);
-        let Some(Action::Event(Event::Progress { missing, .. })) = out
-            .iter()
-            .find(|a| matches!(a, Action::Event(Event::Progress { .. })))
-        else {
-            panic!("no report: {out:?}")
-        };
-        missing.clone()
-    };
-    let before = report(&mut n, t0 + MS * 3);
+    let before = missing_in(&step(&mut n, Input::Report, t0 + MS * 3), true);
     assert_eq!(before[0].mismatch, Some(Mismatch::HostsList), "{before:?}");
     assert_eq!(before[0].wrong_source, Some(addr(9)), "{before:?}");
     deliver(&mut n, addr(2), hb(fp, 2, 1, 5, 3), t0 + MS * 4);
-    let out = step(&mut n, Input::Tick, t0 + Duration::from_secs(3));
-    let Some(Action::Event(Event::TimedOut { missing, .. })) = out
-        .iter()
-        .find(|a| matches!(a, Action::Event(Event::TimedOut { .. })))
-    else {
-        panic!("no timeout report: {out:?}")
-    };
+    let missing = missing_in(
+        &step(&mut n, Input::Tick, t0 + Duration::from_secs(3)),
+        false,
+    );
     assert_eq!(missing.len(), 1, "{missing:?}");
     assert_eq!(missing[0].mismatch, None, "{missing:?}");
     assert_eq!(missing[0].wrong_source, None, "{missing:?}");
@@ -2137,6 +2132,7 @@ fn a_peer_heard_again_after_its_retries_backed_off_is_retried_quickly_again() {
     );
     let next = loop {
         let now = n.next_deadline().unwrap();
+        assert!(now < heard + Duration::from_secs(2), "never asked again");
         if !heartbeats_to(&step(&mut n, Input::Tick, now), addr(2)).is_empty() {
             break now;
         }

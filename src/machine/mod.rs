@@ -743,28 +743,12 @@ impl Node {
                 *stats = self.stats;
             }
         }
-        if self.timers.bloated(self.peers.len()) {
-            self.rebuild_timers();
-        }
         self.settle_timers();
         #[cfg(test)]
         if self.peers.len() <= 64 {
             let kept = self.counts;
             self.recount();
             assert_eq!(kept, self.counts, "counts drifted from the records");
-        }
-    }
-
-    /// Puts every peer's deadlines back in a heap of their own, leaving
-    /// the stale entries behind.
-    fn rebuild_timers(&mut self) {
-        self.timers.clear();
-        for i in 0..self.peers.len() {
-            for timer in [Timer::Heartbeat, Timer::Resolve, Timer::Silence] {
-                if let Some(t) = self.deadline(i, timer) {
-                    self.timers.push(t, i, timer);
-                }
-            }
         }
     }
 

@@ -1,15 +1,17 @@
 //! The node's per-peer deadlines in one heap, so that a transition costs
 //! the same whatever the number of peers: only what is due is looked at.
 //!
-//! An entry is a hint, not a promise: the peer's record holds the real
-//! deadline, and an entry that no longer matches it (the heartbeat was
-//! rescheduled, the peer was heard since) is dropped or moved when it
-//! reaches the top. Entries are never removed in place, so a record may
-//! leave several behind; the heap is rebuilt from the records when it grows
-//! past a few entries per peer.
+//! Each peer has one place in the heap per kind of deadline, found through
+//! an index, so that moving a deadline moves its entry instead of leaving
+//! the old one behind: the heap never holds more than three entries a peer
+//! (a node of 10 000 peers keeps its deadlines in under a megabyte), and
+//! what reaches the top is a deadline, not a stale copy to skip.
+//!
+//! An entry is still a hint, not a promise: the peer's record holds the
+//! real deadline. A resolution or a silence put off (the peer was heard)
+//! keeps its earlier entry, which is moved when it reaches the top; a
+//! heartbeat's entry always follows its schedule.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// What a deadline is for.
@@ -24,57 +26,130 @@ pub(super) enum Timer {
     Silence,
 }
 
-/// Deadlines of peers, by their index in the node's peer list.
+const KINDS: usize = 3;
+const TIMERS: [Timer; KINDS] = [Timer::Heartbeat, Timer::Resolve, Timer::Silence];
+/// Not in the heap.
+const ABSENT: u32 = u32::MAX;
+
+/// Deadlines of peers, by their index in the node's peer list: a binary
+/// heap of (when, slot), earliest first, where a slot is a peer's deadline
+/// of one kind (`peer * 3 + kind`), so that deadlines at one instant come
+/// by peer, then by kind.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u32, Timer)>>,
+    heap: Vec<(Instant, u32)>,
+    /// Where each slot's entry is in `heap`, or [`ABSENT`].
+    at: Vec<u32>,
 }
 
 impl Timers {
+    /// Peer `peer`'s deadline for `timer` is `at`: a heartbeat's entry
+    /// moves there; a resolution's or a silence's only ever moves sooner
+    /// here (a later one is found when the earlier entry comes due).
     pub(super) fn push(&mut self, at: Instant, peer: usize, timer: Timer) {
-        let peer = u32::try_from(peer).unwrap_or(u32::MAX);
-        self.heap.push(Reverse((at, peer, timer)));
+        let slot = peer * KINDS + timer as usize;
+        let Ok(id) = u32::try_from(slot) else {
+            return; // more peers than a hosts list can hold
+        };
+        if self.at.len() <= slot {
+            self.at.resize(slot + 1, ABSENT);
+        }
+        match self.at[slot] {
+            ABSENT => {
+                self.heap.push((at, id));
+                let k = self.heap.len() - 1;
+                self.at[slot] = k as u32;
+                self.up(k);
+            }
+            k => {
+                let k = k as usize;
+                let was = self.heap[k].0;
+                if at < was {
+                    self.heap[k].0 = at;
+                    self.up(k);
+                } else if at > was && timer == Timer::Heartbeat {
+                    self.heap[k].0 = at;
+                    self.down(k);
+                }
+            }
+        }
     }
 
     /// The earliest entry's instant: the node's next peer deadline once
     /// the stale entries on top are settled.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| *at)
+        self.heap.first().map(|(at, _)| *at)
     }
 
     /// The earliest entry.
     pub(super) fn peek(&self) -> Option<(Instant, usize, Timer)> {
-        self.heap
-            .peek()
-            .map(|Reverse((at, peer, timer))| (*at, *peer as usize, *timer))
+        let &(at, slot) = self.heap.first()?;
+        let slot = slot as usize;
+        Some((at, slot / KINDS, TIMERS[slot % KINDS]))
     }
 
+    /// Removes the earliest entry.
     pub(super) fn pop(&mut self) {
-        self.heap.pop();
+        let Some(&(_, slot)) = self.heap.first() else {
+            return;
+        };
+        self.at[slot as usize] = ABSENT;
+        let last = self.heap.pop().expect("not empty");
+        if !self.heap.is_empty() {
+            self.heap[0] = last;
+            self.at[last.1 as usize] = 0;
+            self.down(0);
+        }
     }
 
     /// Takes the earliest entry if it is due at `now`.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize, Timer)> {
-        let Reverse((at, peer, timer)) = *self.heap.peek()?;
-        if at > now {
-            return None;
-        }
-        self.heap.pop();
-        Some((at, peer as usize, timer))
+        let top = self.peek().filter(|(at, ..)| *at <= now)?;
+        self.pop();
+        Some(top)
     }
 
-    /// Too many stale entries for `peers` peers: time to rebuild.
-    pub(super) fn bloated(&self, peers: usize) -> bool {
-        self.heap.len() > 4 * peers + 64
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.heap.clear();
-    }
-
+    /// Entries in the heap.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    fn up(&mut self, mut k: usize) {
+        while k > 0 {
+            let parent = (k - 1) / 2;
+            if self.heap[parent] <= self.heap[k] {
+                break;
+            }
+            self.swap(k, parent);
+            k = parent;
+        }
+    }
+
+    fn down(&mut self, mut k: usize) {
+        loop {
+            let left = 2 * k + 1;
+            if left >= self.heap.len() {
+                break;
+            }
+            let right = left + 1;
+            let child = if right < self.heap.len() && self.heap[right] < self.heap[left] {
+                right
+            } else {
+                left
+            };
+            if self.heap[k] <= self.heap[child] {
+                break;
+            }
+            self.swap(k, child);
+            k = child;
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.at[self.heap[a].1 as usize] = a as u32;
+        self.at[self.heap[b].1 as usize] = b as u32;
     }
 }
 
@@ -100,6 +175,86 @@ mod tests {
         );
         assert_eq!(t.pop_due(t0 + 2 * ms), None);
         assert_eq!(t.len(), 1);
-        assert!(!t.bloated(0));
+    }
+
+    #[test]
+    fn a_moved_heartbeat_leaves_no_entry_behind() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut t = Timers::default();
+        for k in 1..=100 {
+            t.push(t0 + k * ms, 4, Timer::Heartbeat);
+        }
+        t.push(t0 + 5 * ms, 4, Timer::Heartbeat);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.pop_due(t0 + 200 * ms),
+            Some((t0 + 5 * ms, 4, Timer::Heartbeat))
+        );
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_put_off_silence_keeps_its_earlier_entry() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut t = Timers::default();
+        t.push(t0 + 3 * ms, 0, Timer::Silence);
+        t.push(t0 + 9 * ms, 0, Timer::Silence);
+        t.push(t0 + 4 * ms, 0, Timer::Resolve);
+        t.push(t0 + 8 * ms, 0, Timer::Resolve);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.pop_due(t0 + 10 * ms),
+            Some((t0 + 3 * ms, 0, Timer::Silence))
+        );
+        assert_eq!(
+            t.pop_due(t0 + 10 * ms),
+            Some((t0 + 4 * ms, 0, Timer::Resolve))
+        );
+        t.push(t0 + 2 * ms, 0, Timer::Silence);
+        t.push(t0 + ms, 0, Timer::Silence);
+        assert_eq!(t.peek(), Some((t0 + ms, 0, Timer::Silence)));
+    }
+
+    /// Against a plain list of the entries there should be: whatever is
+    /// pushed and popped, the heap gives the earliest entry by instant,
+    /// then peer, then kind.
+    #[test]
+    fn matches_a_list_of_the_entries_kept_in_order() {
+        let t0 = Instant::now();
+        let mut rng = 7u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = Timers::default();
+        let mut model: Vec<(Instant, usize, Timer)> = Vec::new();
+        for _ in 0..20_000 {
+            let roll = next(10);
+            if roll < 7 {
+                let at = t0 + Duration::from_micros(next(50));
+                let peer = next(40) as usize;
+                let timer = TIMERS[next(3) as usize];
+                match model.iter_mut().find(|e| e.1 == peer && e.2 == timer) {
+                    Some(e) if timer == Timer::Heartbeat || at < e.0 => e.0 = at,
+                    Some(_) => {}
+                    None => model.push((at, peer, timer)),
+                }
+                t.push(at, peer, timer);
+            } else {
+                let now = t0 + Duration::from_micros(next(60));
+                let first = model.iter().min().copied();
+                let want = first.filter(|e| e.0 <= now);
+                if let Some(e) = want {
+                    model.retain(|x| *x != e);
+                }
+                assert_eq!(t.pop_due(now), want);
+            }
+            assert_eq!(t.len(), model.len());
+            assert_eq!(t.peek(), model.iter().min().copied());
+        }
     }
 }

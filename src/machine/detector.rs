@@ -68,7 +68,7 @@ impl Node {
     /// that heard it after we asked.
     pub(super) fn alive_at(&self, i: usize) -> Option<Instant> {
         let p = &self.peers[i];
-        match (p.last_heard, p.vouched) {
+        match (p.last_heard.get(), p.vouched()) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
@@ -98,7 +98,7 @@ impl Node {
         // CPU) finds every threshold long past when it runs again, and
         // must first probe and read what waits in its socket, not accuse
         // every peer in one pass.
-        let since = p.stage_since.filter(|_| p.probing).map(|t| t + share);
+        let since = p.stage_since().filter(|_| p.probing).map(|t| t + share);
         self.alive_at(i)
             .map(|t| (t + after).max(since.unwrap_or(t)))
     }
@@ -193,7 +193,7 @@ impl Node {
             requests.remove(0);
         }
         requests.push((r, seq, now));
-        if p.next_heartbeat.is_none_or(|at| at > now) {
+        if p.next_heartbeat.get().is_none_or(|at| at > now) {
             self.schedule(t, now);
         }
     }
@@ -240,8 +240,8 @@ impl Node {
             return;
         }
         let p = &mut self.peers[t];
-        p.vouched = Some(now);
-        p.probing = false;
+        p.rare().vouched = Some(now);
+        p.stop_probing();
         self.watch(t);
         self.set_liveness(t, Liveness::Alive, now, out);
     }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::detector::{LEAVE_WAIT, Liveness};
-use super::{Action, Node, PeerRef, Reason, State};
+use super::{Action, Node, PeerRef, Reason, State, When};
 use crate::wire::{Kind, Message};
 
 impl Node {
@@ -44,8 +44,8 @@ impl Node {
         self.answer(from, Kind::Ack, msg, msg.incarnation, out);
         let p = &mut self.peers[i];
         p.silence_watched = false;
-        p.probing = false;
-        p.next_heartbeat = None;
+        p.stop_probing();
+        p.next_heartbeat = When::NEVER;
         p.ack_due = None;
         p.answer = false;
         if let Some(r) = &mut p.rare {

@@ -38,6 +38,7 @@ mod membership;
 mod peer;
 mod retransmit;
 mod timers;
+mod when;
 
 pub use detector::LEAVE_WAIT;
 use detector::Liveness;
@@ -47,6 +48,7 @@ pub use job::{JobEnd, JobParams, KILL_GRACE};
 use peer::{Listed, Peer, Resolution};
 use retransmit::{Loss, Pacer, RETRANSMIT_BURST, Rtt};
 use timers::{Timer, Timers};
+use when::When;
 
 /// How often at most the machine raises a warning about dropped datagrams.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -368,13 +370,14 @@ pub struct Node {
     /// The next round of steady heartbeats.
     round: Option<Instant>,
     /// Peers whose heartbeat is due, and peers that asked for an answer:
-    /// what the next `send_due` looks at.
-    due: Vec<usize>,
-    answers: Vec<usize>,
+    /// what the next `send_due` looks at. (Indices of peers are held in
+    /// four bytes: a hosts list has at most 65 535 entries.)
+    due: Vec<u32>,
+    answers: Vec<u32>,
     /// Peers whose retry waits for a token of the pacer, first come first
     /// served: a transition takes from it only what the pacer allows, so
     /// that a thousand retries waiting cost nothing until their turn.
-    paced: VecDeque<usize>,
+    paced: VecDeque<u32>,
     /// Peers looked at by `send_due`: what the tests hold against the
     /// datagrams sent, to show the work does not grow with the peers.
     #[cfg(test)]
@@ -490,41 +493,44 @@ impl Node {
         seed: u64,
         params: Params,
     ) -> Node {
-        let peers = listed
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != me)
-            .map(|(i, e)| Peer {
-                id: (i + 1) as u16,
-                listed: Arc::clone(e),
-                resolution: matches!(e.host, Host::Name(_))
-                    .then(|| Box::new(Resolution::new(params.initial_resolve_backoff()))),
-                reply_to: None,
-                incarnation: None,
-                heartbeat: None,
-                ack: None,
-                acked_seq: 0,
-                flags: Flags::default(),
-                last_heard: None,
-                arrived: None,
-                liveness: Liveness::Alive,
-                vouched: None,
-                leave_pending: false,
-                silence_watched: false,
-                probing: false,
-                stage_since: None,
-                next_heartbeat: None,
-                ack_due: None,
-                acknowledged: false,
-                answer: false,
-                asked: Default::default(),
-                tries: 0,
-                paced: false,
-                rtt: Rtt::default(),
-                heartbeat_seq: 0,
-                rare: None,
-            })
-            .collect();
+        // Exactly as many records as peers, not the doubling a collect
+        // grows by: at 10 000 peers that would be 6 400 records unused.
+        let mut peers = Vec::with_capacity(listed.len().saturating_sub(1));
+        peers.extend(
+            listed
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != me)
+                .map(|(i, e)| Peer {
+                    id: (i + 1) as u16,
+                    listed: Arc::clone(e),
+                    resolution: matches!(e.host, Host::Name(_))
+                        .then(|| Box::new(Resolution::new(params.initial_resolve_backoff()))),
+                    reply_to: None,
+                    incarnation: None,
+                    heartbeat: false,
+                    ack: false,
+                    acked_seq: 0,
+                    flags: Flags::default(),
+                    last_heard: When::NEVER,
+                    arrived: When::NEVER,
+                    liveness: Liveness::Alive,
+                    leave_pending: false,
+                    silence_watched: false,
+                    probing: false,
+                    next_heartbeat: When::NEVER,
+                    ack_due: None,
+                    acknowledged: false,
+                    answer: false,
+                    asked: Default::default(),
+                    tries: 0,
+                    paced: false,
+                    rtt: Rtt::default(),
+                    heartbeat_seq: 0,
+                    rare: None,
+                }),
+        );
+        let timers = Timers::new(peers.len());
         Node {
             params,
             state: State::Discovering,
@@ -555,7 +561,7 @@ impl Node {
             loss: Loss::default(),
             last_start_heard: None,
             passed_without_us: None,
-            timers: Timers::default(),
+            timers,
             round: None,
             due: Vec::new(),
             answers: Vec::new(),
@@ -608,7 +614,7 @@ impl Node {
 
     /// Our next heartbeat to peer `i` goes at `at`.
     fn schedule(&mut self, i: usize, at: Instant) {
-        self.peers[i].next_heartbeat = Some(at);
+        self.peers[i].next_heartbeat = When::from(at);
         self.timers.push(at, i, Timer::Heartbeat);
     }
 
@@ -639,8 +645,8 @@ impl Node {
     /// Peer `i` was heard at `now`: watch for its silence.
     fn watch_silence(&mut self, i: usize, now: Instant) {
         let p = &mut self.peers[i];
-        p.last_heard = Some(now);
-        p.probing = false;
+        p.last_heard = When::from(now);
+        p.stop_probing();
         self.watch(i);
     }
 
@@ -757,7 +763,7 @@ impl Node {
     fn deadline(&self, i: usize, timer: Timer) -> Option<Instant> {
         let p = &self.peers[i];
         match timer {
-            Timer::Heartbeat => p.next_heartbeat.filter(|_| p.target().is_some()),
+            Timer::Heartbeat => p.next_heartbeat.get().filter(|_| p.target().is_some()),
             Timer::Resolve => p.resolve_at(),
             Timer::Silence => self.silence_deadline(i),
         }
@@ -791,8 +797,8 @@ impl Node {
             let p = &self.peers[i];
             match timer {
                 Timer::Heartbeat => {
-                    if p.next_heartbeat == Some(at) {
-                        self.due.push(i);
+                    if p.next_heartbeat == When::from(at) {
+                        self.due.push(i as u32);
                     }
                 }
                 Timer::Resolve => {
@@ -828,7 +834,7 @@ impl Node {
                         continue;
                     }
                     let p = &mut self.peers[i];
-                    p.stage_since = Some(now);
+                    p.rare().stage_since = Some(now);
                     if !p.probing {
                         // Overdue: ask it, directly and through others.
                         p.probing = true;
@@ -1118,7 +1124,7 @@ impl Node {
         let p = &mut self.peers[i];
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
-        p.arrived = p.arrived.max(Some(arrived));
+        p.arrived = p.arrived.max(When::from(arrived));
         p.reply_to = Some(from);
         p.believed();
         p.flags = msg.flags;
@@ -1145,7 +1151,7 @@ impl Node {
             }));
         }
         if msg.kind == Kind::Heartbeat {
-            p.heartbeat = Some(now);
+            p.heartbeat = true;
             p.heartbeat_seq = msg.seq;
             p.ack_due = Some(msg.seq);
             // Never acknowledged by us, it waits for our acknowledgement
@@ -1154,7 +1160,7 @@ impl Node {
             // or went before it started.
             if (msg.ask || !p.acknowledged) && !p.answer {
                 p.answer = true;
-                self.answers.push(i);
+                self.answers.push(i as u32);
             }
         } else if msg.seq > 0 {
             p.heartbeat_seq = msg.seq;
@@ -1207,14 +1213,14 @@ impl Node {
         self.leave_acknowledged(i, acked);
         let asked = self.awaits(&self.peers[i]);
         let p = &mut self.peers[i];
-        p.ack = Some(now);
+        p.ack = true;
         p.acked_seq = acked;
         // Every question has a sequence number of its own, so the answer
         // times the very question it answers, a retry's or an earlier one
         // (unlike TCP's, whose retransmissions are ambiguous): under load
         // the estimate grows with the real round trip, and retries with it.
-        let answered = p.asked.iter().flatten().find(|(seq, _)| *seq == acked);
-        if let Some(&(_, sent)) = answered {
+        let answered = p.asked().find(|(seq, _)| *seq == acked);
+        if let Some((_, sent)) = answered {
             let r = now.saturating_duration_since(sent);
             p.rtt.sample(r);
             self.rtt.sample(r);
@@ -1259,7 +1265,7 @@ impl Node {
         let Some((_, sent)) = p.probe() else {
             // Not asked yet (it is heard before we knew where it is, or it
             // does not know this incarnation of ours): ask now.
-            if p.next_heartbeat.is_none_or(|t| t > now) {
+            if p.next_heartbeat.get().is_none_or(|t| t > now) {
                 self.schedule(i, now);
             }
             return;
@@ -1274,12 +1280,12 @@ impl Node {
         let crossed = self.crossed(p, now);
         let retry = if crossed {
             let wait = retransmit::answer_timeout(&self.params, self.rtt_of(p));
-            let queued = now.saturating_duration_since(p.arrived.unwrap_or(now));
+            let queued = now.saturating_duration_since(p.arrived.get().unwrap_or(now));
             (sent + wait + queued).max(now)
         } else {
             now
         };
-        if p.next_heartbeat.is_none_or(|t| retry < t) {
+        if p.next_heartbeat.get().is_none_or(|t| retry < t) {
             self.schedule(i, retry);
         }
         if !crossed {
@@ -1296,7 +1302,7 @@ impl Node {
     /// this incarnation, while it is overdue, and while it waits for our
     /// flags (it runs with `--barrier`) until it has acknowledged them.
     fn awaits(&self, p: &Peer) -> bool {
-        p.ack.is_none()
+        !p.ack
             || p.probing
             || p.leave_pending
             || !p.requests().is_empty()
@@ -1325,7 +1331,7 @@ impl Node {
     fn crossed(&self, p: &Peer, now: Instant) -> bool {
         let srtt = p.rtt.srtt().or(self.rtt.srtt());
         p.probe().is_some_and(|(_, sent)| {
-            p.arrived.unwrap_or(now) < sent + retransmit::crossing_window(&self.params, srtt)
+            p.arrived.get().unwrap_or(now) < sent + retransmit::crossing_window(&self.params, srtt)
         })
     }
 
@@ -1393,7 +1399,7 @@ impl Node {
         self.incarnation = incarnation;
         for i in 0..self.peers.len() {
             let p = &mut self.peers[i];
-            p.ack = None;
+            p.ack = false;
             p.acked_seq = 0;
             p.acknowledged = false;
             self.rearm(i, now);
@@ -1632,7 +1638,7 @@ impl Node {
             // The retries whose turn it is.
             let turn = self.pacer.tokens(now).min(self.paced.len());
             for i in self.paced.drain(..turn) {
-                self.peers[i].paced = false;
+                self.peers[i as usize].paced = false;
                 batch.push(i);
             }
         }
@@ -1644,6 +1650,7 @@ impl Node {
             .started
             .is_some_and(|s| now < s + interval * retransmit::YOUTH);
         for &i in &batch {
+            let i = i as usize;
             #[cfg(test)]
             {
                 self.examined += 1;
@@ -1653,7 +1660,7 @@ impl Node {
             // Leaving, only the leave goes out on our own account.
             let leave = self.leave_due(i, now);
             let timer = !answers_only
-                && p.next_heartbeat.is_some_and(|t| t <= now)
+                && p.next_heartbeat.get().is_some_and(|t| t <= now)
                 && (self.leaving.is_none() || leave);
             if !timer && !p.answer {
                 continue;
@@ -1706,7 +1713,7 @@ impl Node {
                 // Its heartbeat stays due: it goes when its turn comes.
                 if !p.paced {
                     self.peers[i].paced = true;
-                    self.paced.push_back(i);
+                    self.paced.push_back(i as u32);
                 }
                 continue;
             }
@@ -1744,7 +1751,7 @@ impl Node {
             p.answer = false;
             if ask {
                 p.tries = p.tries.saturating_add(1);
-                p.asked[p.tries as usize % p.asked.len()] = Some((self.seq, now));
+                p.asked[p.tries as usize % p.asked.len()] = (self.seq, When::from(now));
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();
@@ -1836,9 +1843,9 @@ impl Node {
                     index: p.id,
                     addr: p.target(),
                     lookup: p.target().is_none().then_some(lookup),
-                    heartbeat: p.heartbeat.is_some(),
-                    ack: p.ack.is_some(),
-                    last_heard: p.last_heard.map(|t| now.saturating_duration_since(t)),
+                    heartbeat: p.heartbeat,
+                    ack: p.ack,
+                    last_heard: p.last_heard.get().map(|t| now.saturating_duration_since(t)),
                     silent: p.exchanged() && silent,
                     left: p.liveness == Liveness::Left,
                     not_ready,

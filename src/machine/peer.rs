@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Mismatch;
 use super::detector::Liveness;
 use super::retransmit::Rtt;
+use super::{Mismatch, When};
 use crate::hosts::{Entry, Host};
 use crate::wire::Flags;
 
@@ -85,6 +85,11 @@ pub(super) struct Rare {
     pub(super) wrong_source: Option<SocketAddr>,
     /// Peers that asked us to probe it: (their index, their request, when).
     pub(super) requests: Vec<(usize, u64, Instant)>,
+    /// When a peer we asked to probe it said it answered.
+    pub(super) vouched: Option<Instant>,
+    /// When it entered its current stage of silence (overdue, suspect):
+    /// the next stage comes no sooner than its share of time after this.
+    pub(super) stage_since: Option<Instant>,
 }
 
 /// Our record of one other peer.
@@ -100,22 +105,20 @@ pub(super) struct Peer {
     pub(super) reply_to: Option<SocketAddr>,
     /// The peer's incarnation as last heard.
     pub(super) incarnation: Option<u64>,
-    /// When a heartbeat of this incarnation last arrived.
-    pub(super) heartbeat: Option<Instant>,
-    /// When an acknowledgement of ours by this incarnation last arrived.
-    pub(super) ack: Option<Instant>,
+    /// A heartbeat of this incarnation has arrived.
+    pub(super) heartbeat: bool,
+    /// An acknowledgement of ours by this incarnation has arrived.
+    pub(super) ack: bool,
     /// The highest of our sequence numbers it acknowledged.
     pub(super) acked_seq: u64,
     /// Its flags as last heard.
     pub(super) flags: Flags,
-    pub(super) last_heard: Option<Instant>,
+    pub(super) last_heard: When,
     /// When its latest datagram reached our socket: what decides whether
     /// it crossed our question, however long it then waited for us.
-    pub(super) arrived: Option<Instant>,
+    pub(super) arrived: When,
     /// What the failure detector makes of it.
     pub(super) liveness: Liveness,
-    /// When a peer we asked to probe it said it answered.
-    pub(super) vouched: Option<Instant>,
     /// Our leave has not been acknowledged by it yet.
     pub(super) leave_pending: bool,
     /// A silence deadline for it is in the node's timers.
@@ -123,12 +126,9 @@ pub(super) struct Peer {
     /// Overdue (not heard for [`super::Params::overdue_after`]): asked for
     /// an answer until it is heard.
     pub(super) probing: bool,
-    /// When it entered its current stage of silence (overdue, suspect):
-    /// the next stage comes no sooner than its share of time after this.
-    pub(super) stage_since: Option<Instant>,
     /// When our next heartbeat to it is due: the next retry while we ask
     /// it for an answer, the next at the interval otherwise.
-    pub(super) next_heartbeat: Option<Instant>,
+    pub(super) next_heartbeat: When,
     /// The sequence number of its latest heartbeat we have not
     /// acknowledged yet: our next datagram to it carries the
     /// acknowledgement.
@@ -141,7 +141,7 @@ pub(super) struct Peer {
     pub(super) acknowledged: bool,
     /// Our latest questions to it, unanswered (sequence number, when
     /// sent), so that an answer to any of them times its round trip.
-    pub(super) asked: [Option<(u64, Instant)>; 4],
+    pub(super) asked: [(u64, When); 4],
     /// Its retry waits in the node's queue for a token of the pacer.
     pub(super) paced: bool,
     /// Asking heartbeats sent to it since its last acknowledgement.
@@ -157,11 +157,14 @@ pub(super) struct Peer {
 impl Peer {
     /// Our latest question to it, unanswered, and when it went.
     pub(super) fn probe(&self) -> Option<(u64, Instant)> {
+        self.asked().max_by_key(|(seq, _)| *seq)
+    }
+
+    /// Our questions to it, unanswered: (sequence number, when sent).
+    pub(super) fn asked(&self) -> impl Iterator<Item = (u64, Instant)> + '_ {
         self.asked
             .iter()
-            .flatten()
-            .max_by_key(|(seq, _)| *seq)
-            .copied()
+            .filter_map(|&(seq, at)| at.get().map(|at| (seq, at)))
     }
 
     /// Not present for READY: down, or gone before it was READY itself (a
@@ -175,13 +178,14 @@ impl Peer {
     }
 
     pub(super) fn exchanged(&self) -> bool {
-        self.heartbeat.is_some() && self.ack.is_some()
+        self.heartbeat && self.ack
     }
 
     /// Heard within `threshold` before `now`: an exchange from the past is
     /// not presence.
     pub(super) fn heard_within(&self, threshold: Duration, now: Instant) -> bool {
         self.last_heard
+            .get()
             .is_some_and(|t| now.saturating_duration_since(t) < threshold)
     }
 
@@ -223,6 +227,16 @@ impl Peer {
         self.resolution.as_ref().is_some_and(|r| r.resolving)
     }
 
+    /// When a peer we asked to probe it said it answered.
+    pub(super) fn vouched(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.vouched)
+    }
+
+    /// When it entered its current stage of silence.
+    pub(super) fn stage_since(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.stage_since)
+    }
+
     /// Peers that asked us to probe it.
     pub(super) fn requests(&self) -> &[(usize, u64, Instant)] {
         self.rare.as_ref().map_or(&[], |r| &r.requests)
@@ -240,25 +254,37 @@ impl Peer {
         if let Some(r) = &mut self.rare {
             r.mismatch = None;
             r.wrong_source = None;
-            if r.requests.is_empty() && r.mismatch_warned.is_none() {
+            if r.requests.is_empty()
+                && r.mismatch_warned.is_none()
+                && r.vouched.is_none()
+                && r.stage_since.is_none()
+            {
                 self.rare = None;
             }
         }
     }
 
+    /// It is no longer overdue: what its silence went through is over.
+    pub(super) fn stop_probing(&mut self) {
+        self.probing = false;
+        if let Some(r) = &mut self.rare {
+            r.stage_since = None;
+        }
+    }
+
     /// Forgets everything learned from an earlier incarnation.
     pub(super) fn forget(&mut self) {
-        self.heartbeat = None;
-        self.ack = None;
+        self.heartbeat = false;
+        self.ack = false;
         self.acked_seq = 0;
         self.heartbeat_seq = 0;
         self.flags = Flags::default();
         self.ack_due = None;
         self.answer = false;
         self.acknowledged = false;
-        self.vouched = None;
         if let Some(r) = &mut self.rare {
             r.requests.clear();
+            r.vouched = None;
         }
         self.rearm();
     }

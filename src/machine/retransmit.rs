@@ -151,37 +151,53 @@ impl Loss {
     }
 }
 
-/// A smoothed round-trip time and its variation (RFC 6298).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A smoothed round-trip time and its variation (RFC 6298), in
+/// nanoseconds: a node keeps one for every peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Rtt {
-    srtt: Option<Duration>,
-    var: Duration,
+    /// [`UNMEASURED`] until the first sample.
+    srtt: u64,
+    var: u64,
+}
+
+/// No sample yet.
+const UNMEASURED: u64 = u64::MAX;
+
+impl Default for Rtt {
+    fn default() -> Rtt {
+        Rtt {
+            srtt: UNMEASURED,
+            var: 0,
+        }
+    }
 }
 
 impl Rtt {
     pub(super) fn sample(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.var = r / 2;
-            }
-            Some(s) => {
-                let diff = s.abs_diff(r);
-                self.var = (self.var * 3 + diff) / 4;
-                self.srtt = Some((s * 7 + r) / 8);
-            }
+        // Below the marker for no sample: 584 years.
+        let r = u64::try_from(r.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(UNMEASURED - 1);
+        if self.srtt == UNMEASURED {
+            self.srtt = r;
+            self.var = r / 2;
+        } else {
+            let s = self.srtt;
+            let diff = s.abs_diff(r);
+            self.var = ((u128::from(self.var) * 3 + u128::from(diff)) / 4) as u64;
+            self.srtt = ((u128::from(s) * 7 + u128::from(r)) / 8) as u64;
         }
     }
 
     /// The smoothed round trip, once measured.
     pub(super) fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        (self.srtt != UNMEASURED).then(|| Duration::from_nanos(self.srtt))
     }
 
     /// `srtt + 4·rttvar`, once measured.
     pub(super) fn timeout(&self) -> Option<Duration> {
-        self.srtt
-            .map(|s| s.saturating_add(self.var.saturating_mul(4)))
+        self.srtt()
+            .map(|s| s.saturating_add(Duration::from_nanos(self.var).saturating_mul(4)))
     }
 }
 

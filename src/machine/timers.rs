@@ -14,6 +14,8 @@
 
 use std::time::Instant;
 
+use super::When;
+
 /// What a deadline is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
@@ -37,16 +39,29 @@ const ABSENT: u32 = u32::MAX;
 /// by peer, then by kind.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Timers {
-    heap: Vec<(Instant, u32)>,
+    heap: Vec<(When, u32)>,
     /// Where each slot's entry is in `heap`, or [`ABSENT`].
     at: Vec<u32>,
 }
 
 impl Timers {
+    /// Room for the deadlines of `peers` peers: a place for each kind, and
+    /// a heartbeat and a silence each in the heap (a name's resolution
+    /// makes more room when it needs it).
+    pub(super) fn new(peers: usize) -> Timers {
+        let mut heap = Vec::new();
+        heap.reserve_exact(2 * peers);
+        Timers {
+            heap,
+            at: vec![ABSENT; peers * KINDS],
+        }
+    }
+
     /// Peer `peer`'s deadline for `timer` is `at`: a heartbeat's entry
     /// moves there; a resolution's or a silence's only ever moves sooner
     /// here (a later one is found when the earlier entry comes due).
     pub(super) fn push(&mut self, at: Instant, peer: usize, timer: Timer) {
+        let at = When::from(at);
         let slot = peer * KINDS + timer as usize;
         let Ok(id) = u32::try_from(slot) else {
             return; // more peers than a hosts list can hold
@@ -78,14 +93,14 @@ impl Timers {
     /// The earliest entry's instant: the node's next peer deadline once
     /// the stale entries on top are settled.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.heap.first().map(|(at, _)| *at)
+        self.heap.first().and_then(|(at, _)| at.get())
     }
 
     /// The earliest entry.
     pub(super) fn peek(&self) -> Option<(Instant, usize, Timer)> {
         let &(at, slot) = self.heap.first()?;
         let slot = slot as usize;
-        Some((at, slot / KINDS, TIMERS[slot % KINDS]))
+        Some((at.get()?, slot / KINDS, TIMERS[slot % KINDS]))
     }
 
     /// Removes the earliest entry.

@@ -45,7 +45,7 @@ use detector::Liveness;
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty};
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
-use peer::{Listed, Peer, Resolution};
+use peer::{Listed, Peer, Reply, Resolution};
 use retransmit::{Loss, Pacer, RETRANSMIT_BURST, Rtt};
 use timers::{Timer, Timers};
 use when::When;
@@ -506,7 +506,7 @@ impl Node {
                     listed: Arc::clone(e),
                     resolution: matches!(e.host, Host::Name(_))
                         .then(|| Box::new(Resolution::new(params.initial_resolve_backoff()))),
-                    reply_to: None,
+                    reply: Reply::Unheard,
                     incarnation: None,
                     heartbeat: false,
                     ack: false,
@@ -907,6 +907,7 @@ impl Node {
         let jitter = jitter(&mut self.rng);
         let p = &mut self.peers[i];
         let previous = p.target();
+        let reply = p.reply_to();
         let name = &p.listed.name;
         let Some(r) = &mut p.resolution else { return };
         r.resolving = false;
@@ -937,17 +938,18 @@ impl Node {
         }
         r.error = None;
         r.backoff = self.params.initial_resolve_backoff();
-        let moved = addrs != r.addrs && !addrs.iter().any(|a| Some(*a) == p.reply_to);
+        let moved = addrs != r.addrs && !addrs.iter().any(|a| Some(*a) == reply);
         if moved {
             out.push(Action::Event(Event::Resolved {
                 peer: name.clone(),
                 addr: addrs[0],
                 previous,
             }));
-            p.reply_to = None;
         }
         let changed = addrs != r.addrs;
         r.addrs = addrs;
+        // Where it was heard from, found again among its new addresses.
+        p.set_reply_to(reply.filter(|_| !moved));
         self.schedule_resolve(i, now + silent_after);
         // A new address, or the first: heartbeat it now (unless it is
         // already on its way there).
@@ -1125,7 +1127,7 @@ impl Node {
         let was_exchanged = p.exchanged();
         self.stats.received += 1;
         p.arrived = p.arrived.max(When::from(arrived));
-        p.reply_to = Some(from);
+        p.set_reply_to(Some(from));
         p.believed();
         p.flags = msg.flags;
         let resolve_later = p.by_name() && !p.resolving();

@@ -90,6 +90,21 @@ pub(super) struct Rare {
     /// When it entered its current stage of silence (overdue, suspect):
     /// the next stage comes no sooner than its share of time after this.
     pub(super) stage_since: Option<Instant>,
+    /// Where it was last heard from, when that is none of its addresses
+    /// (with a secret, or in the other address family).
+    pub(super) reply_to: Option<SocketAddr>,
+}
+
+/// Where a peer was last heard from, in a byte or two: a socket address
+/// takes 32, and is nearly always one of the peer's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reply {
+    /// Not heard from (since its addresses changed).
+    Unheard,
+    /// At this of its addresses.
+    Listed(u8),
+    /// Elsewhere: the address is among its rare findings.
+    Elsewhere,
 }
 
 /// Our record of one other peer.
@@ -101,8 +116,8 @@ pub(super) struct Peer {
     pub(super) listed: Arc<Listed>,
     /// Its name's lookup, for an entry written as a name.
     pub(super) resolution: Option<Box<Resolution>>,
-    /// Where the peer was last heard from, among its addresses.
-    pub(super) reply_to: Option<SocketAddr>,
+    /// Where the peer was last heard from: see [`Peer::reply_to`].
+    pub(super) reply: Reply,
     /// The peer's incarnation as last heard.
     pub(super) incarnation: Option<u64>,
     /// A heartbeat of this incarnation has arrived.
@@ -210,7 +225,33 @@ impl Peer {
 
     /// Where our datagrams to it go.
     pub(super) fn target(&self) -> Option<SocketAddr> {
-        self.reply_to.or_else(|| self.addrs().first().copied())
+        self.reply_to().or_else(|| self.addrs().first().copied())
+    }
+
+    /// Where it was last heard from.
+    pub(super) fn reply_to(&self) -> Option<SocketAddr> {
+        match self.reply {
+            Reply::Unheard => None,
+            Reply::Listed(k) => self.addrs().get(usize::from(k)).copied(),
+            Reply::Elsewhere => self.rare.as_ref().and_then(|r| r.reply_to),
+        }
+    }
+
+    /// It was heard from `from` (or, with none, its addresses changed
+    /// to ones it was not heard from).
+    pub(super) fn set_reply_to(&mut self, from: Option<SocketAddr>) {
+        let listed = from.and_then(|a| self.addrs().iter().position(|b| *b == a));
+        let elsewhere = from.filter(|_| listed.is_none());
+        self.reply = match (from, listed) {
+            (None, _) => Reply::Unheard,
+            (Some(_), Some(k)) => Reply::Listed(u8::try_from(k).unwrap_or(u8::MAX)),
+            (Some(_), None) => Reply::Elsewhere,
+        };
+        if elsewhere.is_some() {
+            self.rare().reply_to = elsewhere;
+        } else if let Some(r) = &mut self.rare {
+            r.reply_to = None;
+        }
     }
 
     /// When its name is to be resolved (again), unless a lookup is under
@@ -258,6 +299,7 @@ impl Peer {
                 && r.mismatch_warned.is_none()
                 && r.vouched.is_none()
                 && r.stage_since.is_none()
+                && r.reply_to.is_none()
             {
                 self.rare = None;
             }

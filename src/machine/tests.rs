@@ -1000,6 +1000,62 @@ fn a_datagram_from_a_new_address_makes_the_name_resolve_again() {
     assert!(sends(&out)[0].1.ack().is_some(), "{out:?}");
 }
 
+/// A name that resolves again to a list that still holds the address its
+/// peer was heard from, in another place, keeps our heartbeats going
+/// there: not to the list's first address, nor to what now stands where
+/// the old one was.
+#[test]
+fn a_name_resolved_again_keeps_heartbeating_where_its_peer_was_heard() {
+    let t0 = Instant::now();
+    let (mut n, fp) = named_pair(t0);
+    let [a, b, c, d, e]: [SocketAddr; 5] =
+        [1, 2, 3, 4, 5].map(|k| format!("10.0.0.{k}:7610").parse().unwrap());
+    let resolved = |n: &mut Node, addrs: Vec<SocketAddr>, at: Instant| {
+        step(
+            n,
+            Input::Resolved {
+                peer: 2,
+                result: Ok(addrs),
+            },
+            at,
+        )
+    };
+    let out = resolved(&mut n, vec![a, b], t0 + MS);
+    assert_eq!(heartbeats_to(&out, a).len(), 1, "{out:?}");
+    let out = deliver(&mut n, b, hb(fp, 2, 1, 5, 1), t0 + 2 * MS);
+    assert_eq!(sends(&out).first().map(|s| s.0), Some(b), "{out:?}");
+    // From an address not its own: the name is looked up again.
+    let at = t0 + Duration::from_secs(1);
+    let out = deliver(&mut n, e, hb(fp, 2, 1, 5, 2), at);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Resolve { peer: 2, .. })),
+        "{out:?}"
+    );
+    let out = resolved(&mut n, vec![c, d, b], at + MS);
+    assert!(
+        sends(&out).is_empty(),
+        "not moved: nothing sent anew {out:?}"
+    );
+    // Our next heartbeat to it, whenever it is due.
+    let mut now = at + MS;
+    let to = loop {
+        assert!(
+            now < t0 + Duration::from_secs(10),
+            "no heartbeat to the peer"
+        );
+        now = n.next_deadline().expect("a deadline");
+        let out = step(&mut n, Input::Tick, now);
+        if let Some((to, _)) = sends(&out)
+            .into_iter()
+            .find(|s| s.1.kind == Kind::Heartbeat)
+        {
+            break to;
+        }
+    };
+    assert_eq!(to, b);
+}
+
 #[test]
 fn next_deadline_is_the_earliest_timer() {
     let t0 = Instant::now();

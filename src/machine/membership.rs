@@ -27,7 +27,7 @@ impl Node {
             name: p.listed.name.clone(),
             index: p.id,
             addr: p.target(),
-            incarnation: p.incarnation,
+            incarnation: p.incarnation(),
         }
     }
 
@@ -46,7 +46,7 @@ impl Node {
         p.silence_watched = false;
         p.stop_probing();
         p.next_heartbeat = When::NEVER;
-        p.ack_due = None;
+        p.ack_sent();
         p.answer = false;
         if let Some(r) = &mut p.rare {
             r.requests.clear();
@@ -62,7 +62,7 @@ impl Node {
         self.leaving = Some((self.seq + 1, now + LEAVE_WAIT));
         for i in 0..self.peers.len() {
             let p = &self.peers[i];
-            if p.incarnation.is_some() && p.target().is_some() && !p.liveness.gone() {
+            if p.incarnation().is_some() && p.target().is_some() && !p.liveness.gone() {
                 self.peers[i].leave_pending = true;
                 self.leave_waiting += 1;
                 self.rearm(i, now);

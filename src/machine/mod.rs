@@ -45,7 +45,7 @@ use detector::Liveness;
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty};
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
-use peer::{Listed, Peer, Reply, Resolution};
+use peer::{Listed, Peer, Resolution};
 use retransmit::{Loss, Pacer, RETRANSMIT_BURST, Rtt};
 use timers::{Timer, Timers};
 use when::When;
@@ -371,13 +371,13 @@ pub struct Node {
     round: Option<Instant>,
     /// Peers whose heartbeat is due, and peers that asked for an answer:
     /// what the next `send_due` looks at. (Indices of peers are held in
-    /// four bytes: a hosts list has at most 65 535 entries.)
-    due: Vec<u32>,
-    answers: Vec<u32>,
+    /// two bytes: a hosts list has at most 65 535 entries.)
+    due: Vec<u16>,
+    answers: Vec<u16>,
     /// Peers whose retry waits for a token of the pacer, first come first
     /// served: a transition takes from it only what the pacer allows, so
     /// that a thousand retries waiting cost nothing until their turn.
-    paced: VecDeque<u32>,
+    paced: VecDeque<u16>,
     /// Peers looked at by `send_due`: what the tests hold against the
     /// datagrams sent, to show the work does not grow with the peers.
     #[cfg(test)]
@@ -501,33 +501,10 @@ impl Node {
                 .iter()
                 .enumerate()
                 .filter(|&(i, _)| i != me)
-                .map(|(i, e)| Peer {
-                    id: (i + 1) as u16,
-                    listed: Arc::clone(e),
-                    resolution: matches!(e.host, Host::Name(_))
-                        .then(|| Box::new(Resolution::new(params.initial_resolve_backoff()))),
-                    reply: Reply::Unheard,
-                    incarnation: None,
-                    heartbeat: false,
-                    ack: false,
-                    acked_seq: 0,
-                    flags: Flags::default(),
-                    last_heard: When::NEVER,
-                    arrived: When::NEVER,
-                    liveness: Liveness::Alive,
-                    leave_pending: false,
-                    silence_watched: false,
-                    probing: false,
-                    next_heartbeat: When::NEVER,
-                    ack_due: None,
-                    acknowledged: false,
-                    answer: false,
-                    asked: Default::default(),
-                    tries: 0,
-                    paced: false,
-                    rtt: Rtt::default(),
-                    heartbeat_seq: 0,
-                    rare: None,
+                .map(|(i, e)| {
+                    let resolution = matches!(e.host, Host::Name(_))
+                        .then(|| Box::new(Resolution::new(params.initial_resolve_backoff())));
+                    Peer::new((i + 1) as u16, Arc::clone(e), resolution)
                 }),
         );
         let timers = Timers::new(peers.len());
@@ -798,7 +775,7 @@ impl Node {
             match timer {
                 Timer::Heartbeat => {
                     if p.next_heartbeat == When::from(at) {
-                        self.due.push(i as u32);
+                        self.due.push(i as u16);
                     }
                 }
                 Timer::Resolve => {
@@ -1048,7 +1025,7 @@ impl Node {
         // changes nothing but a counter (and may be answered). An earlier
         // incarnation's datagram is that, whatever else is wrong with it.
         let p = &self.peers[i];
-        if let Some(known) = p.incarnation
+        if let Some(known) = p.incarnation()
             && msg.incarnation < known
         {
             // An incarnation is never taken back: its datagrams may be
@@ -1077,7 +1054,7 @@ impl Node {
             }
             _ => {}
         }
-        let current = p.incarnation == Some(msg.incarnation);
+        let current = p.incarnation() == Some(msg.incarnation);
         let replay = match msg.kind {
             Kind::Heartbeat | Kind::Leave | Kind::ProbeRequest | Kind::ProbeReply => {
                 msg.seq <= p.heartbeat_seq
@@ -1101,11 +1078,11 @@ impl Node {
         let before = self.contribution(i);
         if !current {
             let p = &mut self.peers[i];
-            let restarted = p.incarnation.is_some();
+            let restarted = p.incarnation().is_some();
             if restarted {
                 p.forget();
             }
-            p.incarnation = Some(msg.incarnation);
+            p.set_incarnation(msg.incarnation);
             // What we sent before it started is no evidence against it:
             // retries start over, on the round trip.
             p.tries = 0;
@@ -1155,14 +1132,14 @@ impl Node {
         if msg.kind == Kind::Heartbeat {
             p.heartbeat = true;
             p.heartbeat_seq = msg.seq;
-            p.ack_due = Some(msg.seq);
+            p.owe_ack(msg.seq);
             // Never acknowledged by us, it waits for our acknowledgement
             // whether it asks or not: it does not when it took our
             // question for crossing its own, and that question was lost
             // or went before it started.
             if (msg.ask || !p.acknowledged) && !p.answer {
                 p.answer = true;
-                self.answers.push(i as u32);
+                self.answers.push(i as u16);
             }
         } else if msg.seq > 0 {
             p.heartbeat_seq = msg.seq;
@@ -1214,6 +1191,7 @@ impl Node {
     fn acknowledged(&mut self, i: usize, acked: u64, heard: bool, now: Instant) {
         self.leave_acknowledged(i, acked);
         let asked = self.awaits(&self.peers[i]);
+        let latest = self.seq;
         let p = &mut self.peers[i];
         p.ack = true;
         p.acked_seq = acked;
@@ -1221,7 +1199,7 @@ impl Node {
         // times the very question it answers, a retry's or an earlier one
         // (unlike TCP's, whose retransmissions are ambiguous): under load
         // the estimate grows with the real round trip, and retries with it.
-        let answered = p.asked().find(|(seq, _)| *seq == acked);
+        let answered = p.asked(latest).find(|(seq, _)| *seq == acked);
         if let Some((_, sent)) = answered {
             let r = now.saturating_duration_since(sent);
             p.rtt.sample(r);
@@ -1237,7 +1215,8 @@ impl Node {
             // `tries`, so a retry after it whose answer comes counts as
             // clean even if that question's answer was lost: the evidence
             // errs towards none lost by that much.)
-            let retry_answered = p.tries >= 2 && p.probe().is_some_and(|(seq, _)| seq == acked);
+            let retry_answered =
+                p.tries >= 2 && p.probe(latest).is_some_and(|(seq, _)| seq == acked);
             if heard {
                 if retry_answered {
                     self.loss.lost();
@@ -1246,9 +1225,9 @@ impl Node {
                 }
             }
         }
-        if answered.is_some() || p.probe().is_some_and(|(seq, _)| seq <= acked) {
+        if answered.is_some() || p.probe(latest).is_some_and(|(seq, _)| seq <= acked) {
             p.tries = 0;
-            p.asked = Default::default();
+            p.answered();
         }
         if asked && !self.awaits(&self.peers[i]) {
             let round = self.next_round(now);
@@ -1264,7 +1243,7 @@ impl Node {
         if !self.awaits(p) {
             return;
         }
-        let Some((_, sent)) = p.probe() else {
+        let Some((_, sent)) = p.probe(self.seq) else {
             // Not asked yet (it is heard before we knew where it is, or it
             // does not know this incarnation of ours): ask now.
             if p.next_heartbeat.get().is_none_or(|t| t > now) {
@@ -1332,7 +1311,7 @@ impl Node {
     /// two round trips of the question), whenever we got to it.
     fn crossed(&self, p: &Peer, now: Instant) -> bool {
         let srtt = p.rtt.srtt().or(self.rtt.srtt());
-        p.probe().is_some_and(|(_, sent)| {
+        p.probe(self.seq).is_some_and(|(_, sent)| {
             p.arrived.get().unwrap_or(now) < sent + retransmit::crossing_window(&self.params, srtt)
         })
     }
@@ -1683,7 +1662,7 @@ impl Node {
             if retry
                 && p.last_heard.is_none()
                 && p.requests().is_empty()
-                && let Some((_, sent)) = p.probe()
+                && let Some((_, sent)) = p.probe(self.seq)
                 && now < sent + interval * 3 / 4
                 && self.lossless(now)
             {
@@ -1715,12 +1694,12 @@ impl Node {
                 // Its heartbeat stays due: it goes when its turn comes.
                 if !p.paced {
                     self.peers[i].paced = true;
-                    self.paced.push_back(i as u32);
+                    self.paced.push_back(i as u16);
                 }
                 continue;
             }
             self.seq += 1;
-            let (echo, acked) = match (p.ack_due, p.incarnation) {
+            let (echo, acked) = match (p.ack_due(), p.incarnation()) {
                 (Some(seq), Some(incarnation)) => (incarnation, seq),
                 _ => (0, 0),
             };
@@ -1749,11 +1728,11 @@ impl Node {
             let rtt = self.rtt_of(p);
             let p = &mut self.peers[i];
             p.acknowledged |= acked > 0;
-            p.ack_due = None;
+            p.ack_sent();
             p.answer = false;
             if ask {
                 p.tries = p.tries.saturating_add(1);
-                p.asked[p.tries as usize % p.asked.len()] = (self.seq, When::from(now));
+                p.ask(self.seq, now);
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();

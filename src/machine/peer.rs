@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use super::detector::Liveness;
 use super::retransmit::Rtt;
 use super::{Mismatch, When};
+
+/// Questions to a peer remembered for timing their answers.
+const QUESTIONS: usize = 4;
 use crate::hosts::{Entry, Host};
 use crate::wire::Flags;
 
@@ -118,8 +121,10 @@ pub(super) struct Peer {
     pub(super) resolution: Option<Box<Resolution>>,
     /// Where the peer was last heard from: see [`Peer::reply_to`].
     pub(super) reply: Reply,
-    /// The peer's incarnation as last heard.
-    pub(super) incarnation: Option<u64>,
+    /// The peer's incarnation as last heard, if `known` (see
+    /// [`Peer::incarnation`]).
+    incarnation: u64,
+    known: bool,
     /// A heartbeat of this incarnation has arrived.
     pub(super) heartbeat: bool,
     /// An acknowledgement of ours by this incarnation has arrived.
@@ -145,18 +150,21 @@ pub(super) struct Peer {
     /// it for an answer, the next at the interval otherwise.
     pub(super) next_heartbeat: When,
     /// The sequence number of its latest heartbeat we have not
-    /// acknowledged yet: our next datagram to it carries the
+    /// acknowledged yet, if `owed`: our next datagram to it carries the
     /// acknowledgement.
-    pub(super) ack_due: Option<u64>,
+    ack_due: u64,
+    owed: bool,
     /// It asked for an answer: send one in this transition.
     pub(super) answer: bool,
     /// Our current incarnation has acknowledged a heartbeat of its
     /// current one: until then it cannot have exchanged with us, asked or
     /// not.
     pub(super) acknowledged: bool,
-    /// Our latest questions to it, unanswered (sequence number, when
-    /// sent), so that an answer to any of them times its round trip.
-    pub(super) asked: [(u64, When); 4],
+    /// Our latest questions to it, unanswered, so that an answer to any
+    /// of them times its round trip: when each was sent, and the low half
+    /// of its sequence number (see [`Peer::asked`]).
+    asked_at: [When; QUESTIONS],
+    asked_seq: [u32; QUESTIONS],
     /// Its retry waits in the node's queue for a token of the pacer.
     pub(super) paced: bool,
     /// Asking heartbeats sent to it since its last acknowledgement.
@@ -170,16 +178,102 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    /// Our latest question to it, unanswered, and when it went.
-    pub(super) fn probe(&self) -> Option<(u64, Instant)> {
-        self.asked().max_by_key(|(seq, _)| *seq)
+    /// A record that has heard nothing and asked nothing yet.
+    pub(super) fn new(id: u16, listed: Arc<Listed>, resolution: Option<Box<Resolution>>) -> Peer {
+        Peer {
+            id,
+            listed,
+            resolution,
+            reply: Reply::Unheard,
+            incarnation: 0,
+            known: false,
+            heartbeat: false,
+            ack: false,
+            acked_seq: 0,
+            flags: Flags::default(),
+            last_heard: When::NEVER,
+            arrived: When::NEVER,
+            liveness: Liveness::Alive,
+            leave_pending: false,
+            silence_watched: false,
+            probing: false,
+            next_heartbeat: When::NEVER,
+            ack_due: 0,
+            owed: false,
+            answer: false,
+            acknowledged: false,
+            asked_at: [When::NEVER; QUESTIONS],
+            asked_seq: [0; QUESTIONS],
+            paced: false,
+            tries: 0,
+            rtt: Rtt::default(),
+            heartbeat_seq: 0,
+            rare: None,
+        }
+    }
+
+    /// The peer's incarnation as last heard. (An `Option<u64>` would take
+    /// sixteen bytes, where the flag beside the number takes one.)
+    pub(super) fn incarnation(&self) -> Option<u64> {
+        self.known.then_some(self.incarnation)
+    }
+
+    pub(super) fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = incarnation;
+        self.known = true;
+    }
+
+    /// The sequence number of its latest heartbeat we have not
+    /// acknowledged yet.
+    pub(super) fn ack_due(&self) -> Option<u64> {
+        self.owed.then_some(self.ack_due)
+    }
+
+    /// Its heartbeat `seq` is to be acknowledged.
+    pub(super) fn owe_ack(&mut self, seq: u64) {
+        self.ack_due = seq;
+        self.owed = true;
+    }
+
+    /// Our datagram to it carried the acknowledgement owed, or none is
+    /// owed any more.
+    pub(super) fn ack_sent(&mut self) {
+        self.owed = false;
+    }
+
+    /// Our latest question to it, unanswered, and when it went; `latest`
+    /// is our latest sequence number.
+    pub(super) fn probe(&self, latest: u64) -> Option<(u64, Instant)> {
+        self.asked(latest).max_by_key(|(seq, _)| *seq)
     }
 
     /// Our questions to it, unanswered: (sequence number, when sent).
-    pub(super) fn asked(&self) -> impl Iterator<Item = (u64, Instant)> + '_ {
-        self.asked
+    /// Only the low half of a question's number is kept, and the rest is
+    /// that of `latest`, our latest, less the difference: exact for any
+    /// question among our last 2³² datagrams, which every question still
+    /// remembered is (there are four, and each peer is asked at least
+    /// once an interval).
+    pub(super) fn asked(&self, latest: u64) -> impl Iterator<Item = (u64, Instant)> + '_ {
+        self.asked_at
             .iter()
-            .filter_map(|&(seq, at)| at.get().map(|at| (seq, at)))
+            .zip(self.asked_seq)
+            .filter_map(move |(at, low)| {
+                let seq = latest.wrapping_sub(u64::from((latest as u32).wrapping_sub(low)));
+                at.get().map(|at| (seq, at))
+            })
+    }
+
+    /// We asked it again: our question `seq` went at `now`, in the place
+    /// of the oldest of those remembered.
+    pub(super) fn ask(&mut self, seq: u64, now: Instant) {
+        let k = self.tries as usize % QUESTIONS;
+        self.asked_at[k] = When::from(now);
+        self.asked_seq[k] = seq as u32;
+    }
+
+    /// Its answer covered every question remembered.
+    pub(super) fn answered(&mut self) {
+        self.asked_at = [When::NEVER; QUESTIONS];
     }
 
     /// Not present for READY: down, or gone before it was READY itself (a
@@ -321,7 +415,7 @@ impl Peer {
         self.acked_seq = 0;
         self.heartbeat_seq = 0;
         self.flags = Flags::default();
-        self.ack_due = None;
+        self.owed = false;
         self.answer = false;
         self.acknowledged = false;
         if let Some(r) = &mut self.rare {
@@ -334,7 +428,7 @@ impl Peer {
     /// Forgets the questions asked so far: the next goes on the first
     /// retry schedule.
     pub(super) fn rearm(&mut self) {
-        self.asked = Default::default();
+        self.answered();
         self.tries = 0;
     }
 }

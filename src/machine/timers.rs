@@ -39,9 +39,29 @@ const ABSENT: u32 = u32::MAX;
 /// by peer, then by kind.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Timers {
-    heap: Vec<(When, u32)>,
+    heap: Vec<Entry>,
     /// Where each slot's entry is in `heap`, or [`ABSENT`].
     at: Vec<u32>,
+}
+
+/// A heap entry: its instant's bits, high and low, then its slot, in
+/// twelve bytes (a `When` beside a slot would be padded to sixteen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry(u32, u32, u32);
+
+impl Entry {
+    fn new(at: When, slot: u32) -> Entry {
+        let bits = at.to_bits();
+        Entry((bits >> 32) as u32, bits as u32, slot)
+    }
+
+    fn at(self) -> When {
+        When::from_bits((u64::from(self.0) << 32) | u64::from(self.1))
+    }
+
+    fn slot(self) -> usize {
+        self.2 as usize
+    }
 }
 
 impl Timers {
@@ -71,19 +91,19 @@ impl Timers {
         }
         match self.at[slot] {
             ABSENT => {
-                self.heap.push((at, id));
+                self.heap.push(Entry::new(at, id));
                 let k = self.heap.len() - 1;
                 self.at[slot] = k as u32;
                 self.up(k);
             }
             k => {
                 let k = k as usize;
-                let was = self.heap[k].0;
+                let was = self.heap[k].at();
                 if at < was {
-                    self.heap[k].0 = at;
+                    self.heap[k] = Entry::new(at, id);
                     self.up(k);
                 } else if at > was && timer == Timer::Heartbeat {
-                    self.heap[k].0 = at;
+                    self.heap[k] = Entry::new(at, id);
                     self.down(k);
                 }
             }
@@ -93,26 +113,26 @@ impl Timers {
     /// The earliest entry's instant: the node's next peer deadline once
     /// the stale entries on top are settled.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.heap.first().and_then(|(at, _)| at.get())
+        self.heap.first().and_then(|e| e.at().get())
     }
 
     /// The earliest entry.
     pub(super) fn peek(&self) -> Option<(Instant, usize, Timer)> {
-        let &(at, slot) = self.heap.first()?;
-        let slot = slot as usize;
-        Some((at.get()?, slot / KINDS, TIMERS[slot % KINDS]))
+        let e = *self.heap.first()?;
+        let slot = e.slot();
+        Some((e.at().get()?, slot / KINDS, TIMERS[slot % KINDS]))
     }
 
     /// Removes the earliest entry.
     pub(super) fn pop(&mut self) {
-        let Some(&(_, slot)) = self.heap.first() else {
+        let Some(first) = self.heap.first() else {
             return;
         };
-        self.at[slot as usize] = ABSENT;
+        self.at[first.slot()] = ABSENT;
         let last = self.heap.pop().expect("not empty");
         if !self.heap.is_empty() {
             self.heap[0] = last;
-            self.at[last.1 as usize] = 0;
+            self.at[last.slot()] = 0;
             self.down(0);
         }
     }
@@ -163,8 +183,8 @@ impl Timers {
 
     fn swap(&mut self, a: usize, b: usize) {
         self.heap.swap(a, b);
-        self.at[self.heap[a].1 as usize] = a as u32;
-        self.at[self.heap[b].1 as usize] = b as u32;
+        self.at[self.heap[a].slot()] = a as u32;
+        self.at[self.heap[b].slot()] = b as u32;
     }
 }
 

@@ -38,6 +38,16 @@ impl When {
     pub(super) fn is_none(self) -> bool {
         self.0 == 0
     }
+
+    /// As one number, ordered as the instants are: for keys kept in
+    /// smaller pieces.
+    pub(super) fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    pub(super) fn from_bits(bits: u64) -> When {
+        When(bits)
+    }
 }
 
 impl From<Instant> for When {

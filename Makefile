@@ -10,6 +10,8 @@
 #   BENCH_ARGS  extra arguments for scripts/bench.py, e.g. BENCH_ARGS="--runs 3 --sizes 2,5"
 #               or BENCH_ARGS="--systems rollcall,floor --scenarios start,loss"
 #   QUICK=1     `make bench` in under two minutes: 3 runs, 2/16/64 peers, one loss case
+#   SIM_PEERS   the simulator's sizes in `make bench` (default 1000), e.g. SIM_PEERS=1000,10000
+#               (10 000 needs about 21 GB of memory and runs for tens of minutes)
 #   SMOKE       scenarios for `make smoke` (scripts/smoke.sh --help), e.g. SMOKE="restart stop"; default all
 #   SECONDS     how long `make soak` (default 600) and `make fuzz` (default 60) run
 #   TARGET      the fuzz target of `make fuzz`: decode (default) or hosts
@@ -85,7 +87,7 @@ bench: build static $(CLASSIC_BIN) ## rollcall side by side with classic, floor 
 	fi
 	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || { echo "bench: installing matplotlib (pip)"; \
 		$(PYTHON) -m pip install --quiet matplotlib || echo "bench: pip could not install matplotlib: no chart"; }
-	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) --classic $(CLASSIC_BIN) $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
+	$(PYTHON) scripts/bench.py --bin $(RELEASE_BIN) --classic $(CLASSIC_BIN) $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(SIM_PEERS),--sim-peers $(SIM_PEERS)) $(BENCH_ARGS)
 
 fuzz: ## coverage-guided fuzzing of TARGET (decode or hosts) for SECONDS (default 60); needs cargo-fuzz
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(or $(TARGET),decode) -- -max_total_time=$(or $(SECONDS),60)

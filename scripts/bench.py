@@ -74,9 +74,15 @@ Scenarios (--scenarios):
          compete, and CPU time is counted per process); each bigger one
          has a window to itself.
   sim    `cargo test --release --lib machine::scale::figures -- --ignored
-         --nocapture`; lines `SIM peers=<n> loss=<pct> ready_ms=<f>
-         datagrams=<n> minimum=<n>` go into the CSV as they are (skipped
-         with a line when the test does not exist).
+         --nocapture` at each of --sim-peers (default 1000; --quick 500);
+         lines `SIM peers=<n> loss=<pct> ready_ms=<f> datagrams=<n>
+         minimum=<n>` go into the CSV as they are (skipped with a line
+         when the test does not exist). Above 4 000 nodes only the runs
+         started within a second (0% and 20% loss): started together,
+         every first heartbeat is in flight at once. A size whose n²
+         records (about 210 bytes a pair) do not fit in the memory
+         available is skipped with a line saying how much it needs:
+         10 000 needs about 21 GB and runs for tens of minutes.
 
 Figures per run (CSV rows), median/min/max over runs (summary CSV, table):
   latency_ms     as defined per scenario above.
@@ -1236,14 +1242,38 @@ def loss_batch(
     return out
 
 
-def sim_lines(cargo: str, timeout: float, peers: str) -> tuple[list[dict], str | None]:
+# The simulator's memory per pair of nodes (each node's record of each
+# other, its deadlines and queues), measured at 2 000 nodes: 206 bytes.
+SIM_BYTES_PER_PAIR = 220
+# Above this many nodes the run started together is left out: its n² first
+# heartbeats are all in flight at once.
+SIM_TOGETHER_MAX = 4000
+
+
+def mem_available() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def sim_lines(cargo: str, timeout: float, peers: int) -> tuple[list[dict], str | None]:
     """Rows from the simulator's scale figures (src/machine/scale.rs) at
-    `peers` (comma-separated sizes: 1000 in a full run, 500 when asked
-    for under --quick; 2000 takes minutes and 3 GiB), one seed each, 0%
-    and 20% loss, and
+    `peers` nodes, one seed each, 0% and 20% loss (and started together,
+    up to SIM_TOGETHER_MAX), and
     what went wrong if anything did (no rows: a reason to skip)."""
+    need = SIM_BYTES_PER_PAIR * peers * peers
+    have = mem_available()
+    if have is not None and need > have:
+        return [], f"{peers} nodes need about {need / 1e9:.1f} GB, {have / 1e9:.1f} GB available"
     argv = [cargo, "test", "--release", "--lib", "machine::scale::figures", "--", "--ignored", "--nocapture"]
-    env = dict(os.environ, ROLLCALL_SCALE_PEERS=peers, ROLLCALL_SCALE_SEEDS="1")
+    runs = "spread,loss" if peers > SIM_TOGETHER_MAX else "spread,loss,together"
+    env = dict(os.environ, ROLLCALL_SCALE_PEERS=str(peers), ROLLCALL_SCALE_SEEDS="1", ROLLCALL_SCALE_RUNS=runs)
     try:
         proc = subprocess.Popen(
             argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -1786,7 +1816,8 @@ def main() -> int:
     )
     ap.add_argument("--loss-wait", type=float, help="bound on a loss batch, in seconds (default 120; --quick 45)")
     ap.add_argument("--host-net", action="store_true", help="loopback runs on the host's loopback, not in a namespace of ours")
-    ap.add_argument("--sim-timeout", type=float, help="bound on the simulator's cargo test (default 900 s; --quick 40)")
+    ap.add_argument("--sim-timeout", type=float, help="bound on the simulator's cargo test at each size (default 900 s, and 90 s per 1 000 nodes squared above that; --quick 40)")
+    ap.add_argument("--sim-peers", help="comma-separated simulator sizes (default 1000; --quick 500), e.g. 1000,10000")
     args = ap.parse_args()
 
     q = args.quick
@@ -1800,7 +1831,13 @@ def main() -> int:
     args.cpu_seconds = (2.0 if q else 10.0) if args.cpu_seconds is None else args.cpu_seconds
     args.idle_cluster = args.idle_cluster or (16 if q else 128)
     args.loss_wait = args.loss_wait or (45.0 if q else 120.0)
-    args.sim_timeout = args.sim_timeout or (40.0 if q else 900.0)
+    args.sim_timeout = args.sim_timeout or (40.0 if q else None)
+    try:
+        args.sim_peers = [int(n) for n in (args.sim_peers or ("500" if q else "1000")).split(",") if n.strip()]
+    except ValueError:
+        ap.error(f"--sim-peers: not a list of sizes: {args.sim_peers!r}")
+    if any(n < 2 or n > 65535 for n in args.sim_peers):
+        ap.error("--sim-peers: each size from 2 to 65535")
     loss_cfgs = QUICK_LOSS_CONFIGS if q else LOSS_CONFIGS
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -1997,12 +2034,15 @@ def main() -> int:
         say("SKIP sim: not part of --quick (--scenarios start,join,loss,idle,sim adds it)")
     if "sim" in args.scenarios:
         cargo = os.environ.get("CARGO", "cargo")
-        say("sim: cargo test --release --lib machine::scale::figures -- --ignored --nocapture")
-        rows, why = sim_lines(cargo, args.sim_timeout, "500" if args.quick else "1000")
-        if why:
-            say(f"sim: {why} (its lines so far are kept)" if rows else f"SKIP sim: {why}")
-            if rows:
-                notes.append(f"sim: {why}")
+        rows = []
+        for n in args.sim_peers:
+            say(f"sim: ROLLCALL_SCALE_PEERS={n} cargo test --release --lib machine::scale::figures -- --ignored --nocapture")
+            timeout = args.sim_timeout or max(900.0, 90.0 * (n / 1000) ** 2)
+            got, why = sim_lines(cargo, timeout, n)
+            if why:
+                say(f"sim: {why} (its lines so far are kept)" if got else f"SKIP sim {n}: {why}")
+                notes.append(f"sim {n}: {why}")
+            rows += got
         for i, r in enumerate(rows, 1):
             res.rows.append(
                 {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use super::detector::Liveness;
 use super::retransmit::Rtt;
 use super::{Mismatch, When};
+use crate::hosts::{Entry, Host};
+use crate::wire::Flags;
 
 /// Questions to a peer remembered for timing their answers.
 const QUESTIONS: usize = 4;
-use crate::hosts::{Entry, Host};
-use crate::wire::Flags;
 
 /// An entry of the hosts list, as every node that lists it shares it: one
 /// node in a process, but all of them in a simulation, where a record of
@@ -96,6 +96,19 @@ pub(super) struct Rare {
     /// Where it was last heard from, when that is none of its addresses
     /// (with a secret, or in the other address family).
     pub(super) reply_to: Option<SocketAddr>,
+}
+
+impl Rare {
+    /// Nothing held: no need for the room.
+    fn empty(&self) -> bool {
+        self.mismatch.is_none()
+            && self.mismatch_warned.is_none()
+            && self.wrong_source.is_none()
+            && self.requests.is_empty()
+            && self.vouched.is_none()
+            && self.stage_since.is_none()
+            && self.reply_to.is_none()
+    }
 }
 
 /// Where a peer was last heard from, in a byte or two: a socket address
@@ -389,12 +402,7 @@ impl Peer {
         if let Some(r) = &mut self.rare {
             r.mismatch = None;
             r.wrong_source = None;
-            if r.requests.is_empty()
-                && r.mismatch_warned.is_none()
-                && r.vouched.is_none()
-                && r.stage_since.is_none()
-                && r.reply_to.is_none()
-            {
+            if r.empty() {
                 self.rare = None;
             }
         }

@@ -756,11 +756,9 @@ impl Node {
                 return;
             }
             self.timers.pop();
-            // A heartbeat's every schedule has its own entry; resolutions
-            // and silences put off are moved lazily, here or when due.
+            // Put off: moved here, or when due.
             if let Some(t) = real
                 && t > at
-                && timer != Timer::Heartbeat
             {
                 self.timers.push(t, i, timer);
             }
@@ -770,14 +768,15 @@ impl Node {
     /// Takes every peer deadline that is due: resolutions are requested,
     /// silences reported, heartbeats left for `send_due`.
     fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
-        while let Some((at, i, timer)) = self.timers.pop_due(now) {
+        while let Some((_, i, timer)) = self.timers.pop_due(now) {
             let p = &self.peers[i];
             match timer {
-                Timer::Heartbeat => {
-                    if p.next_heartbeat == When::from(at) {
-                        self.due.push(i as u16);
-                    }
-                }
+                Timer::Heartbeat => match p.next_heartbeat.get() {
+                    // Put off since (sent, or rescheduled): look again then.
+                    Some(t) if t > now => self.timers.push(t, i, Timer::Heartbeat),
+                    Some(_) => self.due.push(i as u16),
+                    None => {}
+                },
                 Timer::Resolve => {
                     let Some(t) = p.resolve_at() else {
                         continue;

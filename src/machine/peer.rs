@@ -440,3 +440,36 @@ impl Peer {
         self.tries = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Questions are kept by the low half of their numbers: the whole
+    /// number comes back from our latest, across a carry into the high
+    /// half too.
+    #[test]
+    fn a_question_comes_back_with_its_whole_number() {
+        let e = crate::hosts::parse("10.0.0.1:7610\n", 7610).unwrap();
+        let mut p = Peer::new(1, Arc::new(Listed::new(&e[0])), None);
+        let t0 = Instant::now();
+        let before = (1u64 << 32) - 3;
+        p.tries = 1;
+        p.ask(before, t0);
+        p.tries = 2;
+        p.ask(before + 5, t0 + Duration::from_millis(1));
+        let latest = before + 8;
+        let mut asked: Vec<_> = p.asked(latest).collect();
+        asked.sort();
+        assert_eq!(
+            asked,
+            vec![(before, t0), (before + 5, t0 + Duration::from_millis(1))]
+        );
+        assert_eq!(
+            p.probe(latest),
+            Some((before + 5, t0 + Duration::from_millis(1)))
+        );
+        p.answered();
+        assert_eq!(p.probe(latest), None);
+    }
+}

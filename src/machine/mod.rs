@@ -769,23 +769,19 @@ impl Node {
     /// silences reported, heartbeats left for `send_due`.
     fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
         while let Some((_, i, timer)) = self.timers.pop_due(now) {
+            let Some(due) = self.deadline(i, timer) else {
+                continue;
+            };
+            if due > now {
+                // Put off since (a heartbeat sent, the peer heard or
+                // vouched for): look again then.
+                self.timers.push(due, i, timer);
+                continue;
+            }
             let p = &self.peers[i];
             match timer {
-                Timer::Heartbeat => match p.next_heartbeat.get() {
-                    // Put off since (sent, or rescheduled): look again then.
-                    Some(t) if t > now => self.timers.push(t, i, Timer::Heartbeat),
-                    Some(_) => self.due.push(i as u16),
-                    None => {}
-                },
+                Timer::Heartbeat => self.due.push(i as u16),
                 Timer::Resolve => {
-                    let Some(t) = p.resolve_at() else {
-                        continue;
-                    };
-                    if t > now {
-                        // Put off since (the peer was heard): look again then.
-                        self.timers.push(t, i, Timer::Resolve);
-                        continue;
-                    }
                     if let Host::Name(host) = &p.listed.host {
                         let action = Action::Resolve {
                             peer: p.id,
@@ -801,14 +797,6 @@ impl Node {
                     }
                 }
                 Timer::Silence => {
-                    let Some(due) = self.silence_deadline(i) else {
-                        continue;
-                    };
-                    if due > now {
-                        // Heard (or vouched for) since: look again then.
-                        self.timers.push(due, i, Timer::Silence);
-                        continue;
-                    }
                     let p = &mut self.peers[i];
                     p.rare().stage_since = Some(now);
                     if !p.probing {
@@ -1730,7 +1718,6 @@ impl Node {
             p.ack_sent();
             p.answer = false;
             if ask {
-                p.tries = p.tries.saturating_add(1);
                 p.ask(self.seq, now);
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);

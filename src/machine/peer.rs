@@ -276,9 +276,10 @@ impl Peer {
             })
     }
 
-    /// We asked it again: our question `seq` went at `now`, in the place
-    /// of the oldest of those remembered.
+    /// We asked it (again): our question `seq` went at `now`, counted in
+    /// `tries` and remembered in the place of the oldest.
     pub(super) fn ask(&mut self, seq: u64, now: Instant) {
+        self.tries = self.tries.saturating_add(1);
         let k = self.tries as usize % QUESTIONS;
         self.asked_at[k] = When::from(now);
         self.asked_seq[k] = seq as u32;
@@ -454,9 +455,7 @@ mod tests {
         let mut p = Peer::new(1, Arc::new(Listed::new(&e[0])), None);
         let t0 = Instant::now();
         let before = (1u64 << 32) - 3;
-        p.tries = 1;
         p.ask(before, t0);
-        p.tries = 2;
         p.ask(before + 5, t0 + Duration::from_millis(1));
         let latest = before + 8;
         let mut asked: Vec<_> = p.asked(latest).collect();

@@ -49,7 +49,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{Action, Event, Input, MAX_ADDRS, Node, Params, Reason};
+use super::resolve::MAX_ADDRS;
+use super::{Action, Event, Input, Node, Params, Reason};
 use crate::Exit;
 use crate::hosts::{self, Entry};
 use crate::wire::{self, Flags, Key, Kind, Message};

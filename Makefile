@@ -58,9 +58,10 @@ test: ## the whole suite: cargo test (with the simulator), a real cluster run, t
 	PYTHON=$(PYTHON) scripts/validate-k8s.sh
 	MAKE='$(MAKE)' scripts/smoke.sh --auto
 
-lint: ## rustfmt check, clippy with warnings as errors, shell/python syntax checks
+lint: ## rustfmt check, clippy and rustdoc with warnings as errors, shell/python syntax checks
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items --quiet
 	for f in $(SCRIPTS_SH); do bash -n "$$f"; done
 	$(PYTHON) -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' scripts/bench.py
 	if command -v shellcheck >/dev/null; then shellcheck $(SCRIPTS_SH); else echo "lint: shellcheck not installed, skipped"; fi

@@ -1,7 +1,7 @@
 //! The command that runs after READY (`rollcall -- COMMAND`): when the
 //! node asks the driver to start it and to signal it, and how its end ends
 //! the node. The driver only performs: it starts the process, delivers the
-//! signals it is told to, and reports the exit as [`Input::JobEnded`].
+//! signals it is told to, and reports the exit as [`Input::JobEnded`](super::Input::JobEnded).
 //!
 //! - Without `--barrier` the command starts at READY; with it, once every
 //!   peer is READY (the barrier has passed).

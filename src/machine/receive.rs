@@ -24,6 +24,8 @@ use crate::wire::{DecodeError, Kind, Message};
 const REINCARNATION_STEP: u64 = (1 << 24) - 1;
 
 impl Node {
+    /// A datagram from `from` that reached our socket at `arrived`:
+    /// checked, then recorded.
     pub(super) fn datagram(
         &mut self,
         from: SocketAddr,

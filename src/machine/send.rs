@@ -1,12 +1,13 @@
 //! Sending: which peers a transition heartbeats, what each heartbeat
 //! carries and asks, and when the next one goes.
 //!
-//! Each peer's next heartbeat is a deadline among the node's [`Timers`];
-//! [`Node::send_due`] sends those that are due and the answers owed in
-//! one batch, each heartbeat carrying the acknowledgement owed. A peer that
-//! has acknowledged us and needs nothing is heartbeated in the node's next
-//! round, once an interval; one we wait for is asked again on the schedule
-//! of [`retransmit`](super::retransmit), within the node-wide pacer.
+//! Each peer's next heartbeat is a deadline among the node's
+//! [`Timers`](super::timers::Timers); [`Node::send_due`] sends those that
+//! are due and the answers owed in one batch, each heartbeat carrying the
+//! acknowledgement owed. A peer that has acknowledged us and needs nothing
+//! is heartbeated in the node's next round, once an interval; one we wait
+//! for is asked again on the schedule of [`retransmit`], within the
+//! node-wide pacer.
 
 use std::time::{Duration, Instant};
 

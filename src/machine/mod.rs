@@ -44,7 +44,6 @@ mod timers;
 mod when;
 
 pub use detector::LEAVE_WAIT;
-use detector::Liveness;
 pub use events::{Drop, Event, Lookup, Mismatch, Missing, PeerRef, Stats, pretty};
 use job::Job;
 pub use job::{JobEnd, JobParams, KILL_GRACE};
@@ -559,15 +558,15 @@ impl Node {
         Some(usize::from(if id < self.me { id - 1 } else { id - 2 }))
     }
 
-    /// Every peer was heard within the silence threshold (or left once
-    /// READY). The detector takes a peer for down one stage at a time, so
-    /// a node that ran late may not have yet: READY looks for itself. It
-    /// looks only while the counts allow READY and READY has not come.
+    /// Every peer was heard within the silence threshold. A peer that left
+    /// once READY counts while its leave is that recent, as any datagram
+    /// does, and no longer: it is gone. The detector takes a peer for down
+    /// one stage at a time, so a node that ran late may not have yet:
+    /// READY looks for itself. It looks only while the counts allow READY
+    /// and READY has not come.
     fn none_silent(&self, now: Instant) -> bool {
         let threshold = self.params.silent_after();
-        self.peers
-            .iter()
-            .all(|p| p.heard_within(threshold, now) || p.liveness == Liveness::Left)
+        self.peers.iter().all(|p| p.heard_within(threshold, now))
     }
 
     /// Moves the state forward as far as the records allow; says where in

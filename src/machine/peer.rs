@@ -290,8 +290,10 @@ impl Peer {
         self.asked_at = [When::NEVER; QUESTIONS];
     }
 
-    /// Not present for READY: down, or gone before it was READY itself (a
-    /// peer that left once READY was there).
+    /// Not present for READY: down, or gone before it was READY itself. A
+    /// peer that left once READY was there: its leave counts for READY as
+    /// long as any datagram of it would (`Node::none_silent`), and for a
+    /// barrier its READY stands.
     pub(super) fn absent(&self) -> bool {
         match self.liveness {
             Liveness::Down => true,

@@ -56,8 +56,10 @@ impl Node {
         self.peers
             .iter()
             .filter_map(|p| {
-                let left_ready = p.liveness == Liveness::Left && !p.absent();
-                let silent = !p.heard_within(silent_after, now) && !left_ready;
+                // Once READY, what a barrier waits for is the peers' READY:
+                // one that left READY is not missing, however long ago.
+                let stands = barrier && p.liveness == Liveness::Left && !p.absent();
+                let silent = !(p.heard_within(silent_after, now) || stands);
                 let not_ready = barrier && !p.flags.ready;
                 if p.exchanged() && !silent && !not_ready {
                     return None;

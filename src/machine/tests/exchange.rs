@@ -200,3 +200,44 @@ fn ready_needs_every_peer_heard_within_the_silence_threshold() {
     let out = deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 2), late + MS);
     assert!(has_ready(&out));
 }
+
+#[test]
+fn a_peer_that_left_once_ready_counts_while_its_leave_is_recent() {
+    // Peer 2 was READY and left (its command ended at once, or its
+    // timeout ran out); peer 3 comes later. Heard within the silence
+    // threshold, the leave is peer 2's presence, as any datagram is: READY.
+    // Longer ago, peer 2 is gone (README, States): no READY, and the
+    // report names it as left.
+    let t0 = Instant::now();
+    let p = params();
+    let fp = hosts::fingerprint(&entries(3));
+    for (late, ready) in [
+        (p.silent_after() - 10 * MS, true),
+        (p.silent_after() + 10 * MS, false),
+    ] {
+        let (mut n, out) = node(3, 1, p, t0);
+        let to3 = heartbeats_to(&out, addr(3))[0];
+        exchange(&mut n, &out, 2, fp, t0 + MS);
+        let leave = Message {
+            kind: Kind::Leave,
+            ask: false,
+            flags: Flags {
+                ready: true,
+                ..Flags::default()
+            },
+            ..hb(fp, 2, 1, 9, 2)
+        };
+        let left = t0 + 2 * MS;
+        let out = deliver(&mut n, addr(2), leave, left);
+        assert!(has_event(&out, |e| matches!(e, Event::Left { .. })));
+        deliver(&mut n, addr(3), hb(fp, 3, 1, 9, 1), left + late);
+        let out = deliver(&mut n, addr(3), ack_of(&to3, 9), left + late);
+        assert_eq!(has_ready(&out), ready, "peer 2 left {late:?} before");
+        if !ready {
+            let out = step(&mut n, Input::Report, left + late + MS);
+            let missing = missing_in(&out, true);
+            assert_eq!(missing.len(), 1, "{missing:?}");
+            assert!(missing[0].left && missing[0].index == 2, "{missing:?}");
+        }
+    }
+}

@@ -119,6 +119,48 @@ fn with_barrier_a_timeout_before_every_ready_is_heard_exits_124() {
 }
 
 #[test]
+fn with_barrier_a_peer_that_left_ready_is_not_missing_however_long_ago() {
+    // Once we are READY, a barrier waits for the peers' READY: peer 2 said
+    // it and left long before the timeout, so only peer 3, alive but not
+    // READY, is named.
+    let t0 = Instant::now();
+    let p = Params {
+        barrier: true,
+        timeout: Duration::from_secs(8),
+        ..params()
+    };
+    let fp = hosts::fingerprint(&entries(3));
+    let (mut n, out) = node(3, 1, p, t0);
+    for id in [2, 3] {
+        exchange(&mut n, &out, id, fp, t0 + MS);
+    }
+    assert!(matches!(n.state(), State::Ready { .. }));
+    let mut leave = hb(fp, 2, 1, 9, 2);
+    leave.kind = Kind::Leave;
+    leave.flags.ready = true;
+    deliver(&mut n, addr(2), leave, t0 + 2 * MS);
+    for (k, at) in [2, 4, 6, 7].into_iter().enumerate() {
+        let seq = 2 + k as u64;
+        deliver(
+            &mut n,
+            addr(3),
+            hb(fp, 3, 1, 9, seq),
+            t0 + Duration::from_secs(at),
+        );
+    }
+    let (now, out) = run_to_exit(&mut n);
+    assert_eq!(now, t0 + p.timeout);
+    assert!(now - t0 > p.silent_after());
+    let text = timed_out_text(&out);
+    assert!(
+        text.contains("before the barrier passed: 1 of 3 peers missing"),
+        "{text}"
+    );
+    assert!(text.contains("missing 127.0.0.1:7003:"), "{text}");
+    assert!(!text.contains("127.0.0.1:7002"), "{text}");
+}
+
+#[test]
 fn a_lingering_barrier_passes_at_the_timeout_with_0() {
     let t0 = Instant::now();
     let p = Params {

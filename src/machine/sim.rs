@@ -1897,6 +1897,33 @@ fn no_ready_while_a_peer_is_crashed_for_good() {
 }
 
 #[test]
+fn no_ready_on_peers_that_left_longer_ago_than_the_threshold() {
+    // Nodes 1 and 2 are READY at node 0's start and leave at their
+    // timeout; node 3, cut off meanwhile, is exchanged with only later,
+    // when their leaves are 800 ms old against a threshold of 500: node 0
+    // must not take them for present (seed 0xf56a5e2ce839f346 of the soak).
+    let mut s = quiet(4);
+    s.timeout = MS * 1500;
+    s.late[3].1 = MS * 990;
+    s.late[0].1 = MS * 1000;
+    s.heal = MS * 2300;
+    s.script = vec![(
+        When::At(MS * 995),
+        Fault::Cut {
+            group: vec![false, false, false, true],
+            duration: MS * 1305,
+        },
+    )];
+    let sim = pass(s);
+    for i in [1, 2] {
+        assert!(sim.slots[i].ever_ready, "node {i} was READY");
+        assert_eq!(exit_of(&sim, i), Some(Exit::Ready));
+    }
+    assert!(!sim.slots[0].ever_ready);
+    assert_eq!(exit_of(&sim, 0), Some(Exit::Timeout));
+}
+
+#[test]
 fn no_ready_while_a_peer_is_paused() {
     let mut s = quiet(3);
     s.late[1].1 = MS * 2000;

@@ -190,7 +190,8 @@ fn ready_needs_every_peer_heard_within_the_silence_threshold() {
     let (mut n, out) = node(3, 1, p, t0);
     let to3 = heartbeats_to(&out, addr(3))[0];
     exchange(&mut n, &out, 2, fp, t0 + MS);
-    // Peer 2 dies. The README's silence threshold is three intervals.
+    // Peer 2 dies; three intervals on, it is past the README's silence
+    // threshold of two and a half.
     let late = t0 + MS + p.interval * 3;
     deliver(&mut n, addr(3), hb(fp, 3, 1, 9, 1), late);
     let out = deliver(&mut n, addr(3), ack_of(&to3, 9), late);

@@ -1667,24 +1667,6 @@ fn thousands_of_seeds_keep_every_invariant() {
     assert!(done >= 500, "only {done} seeds ran within the budget");
 }
 
-/// Seeds that `make soak` found failing, each for a reason of its own:
-/// they stay in the suite, so that what they found stays found.
-const FOUND_BY_THE_SOAK: [u64; 2] = [
-    // READY on the leaves of peers gone for longer than the threshold.
-    0xf56a_5e2c_e839_f346,
-    // A peer restarted behind the clock, exchanged with by a node that
-    // never believed its previous process: an exchange with its current
-    // incarnation, which the checker took for an earlier one.
-    0x9dd1_4639_544f_fffa,
-];
-
-#[test]
-fn seeds_found_by_the_soak_pass() {
-    for seed in FOUND_BY_THE_SOAK {
-        pass(Scenario::from_seed(seed));
-    }
-}
-
 #[test]
 #[ignore = "profiling aid"]
 fn slowest_seeds() {
@@ -2217,4 +2199,10 @@ fn seeds_that_once_failed() {
     // not resolved yet) that did not ask for an answer, since it took the
     // process for its previous one: the process never asked it in turn.
     pass(Scenario::from_seed(0xaf2b_2df8_50d1_e069));
+    // READY on the leaves of peers gone for longer than the threshold.
+    pass(Scenario::from_seed(0xf56a_5e2c_e839_f346));
+    // A peer restarted behind the clock, exchanged with by a node that
+    // never believed its previous process: an exchange with its current
+    // incarnation, which the checker took for an earlier one.
+    pass(Scenario::from_seed(0x9dd1_4639_544f_fffa));
 }

@@ -201,22 +201,42 @@ impl Rtt {
     }
 }
 
+/// Whether a peer was heard lately, for [`retry_after`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Heard {
+    /// Not within the silence threshold: it has not started, or is gone.
+    No,
+    /// Within the silence threshold, not within the interval.
+    Lately,
+    /// Within the interval: it is up, and heartbeats us at least that
+    /// often.
+    Recently,
+}
+
 /// How long to wait for the answer to the `tries`-th asking heartbeat in a
-/// row (1 for the first) to a peer: `heard` says whether it was heard
-/// within the silence threshold, `rtt` is its measured timeout (or the
-/// node's), `young` whether we started less than [`YOUTH`] intervals ago.
+/// row (1 for the first) to a peer: `heard` says when it was heard last,
+/// `rtt` is its measured timeout (or the node's), `young` whether we
+/// started less than [`YOUTH`] intervals ago.
 pub(super) fn retry_after(
     params: &Params,
-    heard: bool,
+    heard: Heard,
     young: bool,
     rtt: Option<Duration>,
     tries: u32,
 ) -> Duration {
     let interval = params.interval;
     let doublings = tries.saturating_sub(1);
-    let (base, doublings) = if heard {
+    let (base, doublings) = if heard != Heard::No {
         let fast = doublings.min(MAX_DOUBLINGS_WHILE_HEARD);
-        let slow = doublings.saturating_sub(FAST_RETRIES);
+        // Heard within the interval, it is up: an unanswered question or
+        // its answer was lost at random, however many in a row (among
+        // thousands of pairs, eight in a row are lost somewhere). Only a
+        // peer silent for longer than its heartbeats are apart, through
+        // the fast retries, is backed off further.
+        let slow = match heard {
+            Heard::Recently => 0,
+            _ => doublings.saturating_sub(FAST_RETRIES),
+        };
         (answer_timeout(params, rtt), fast + slow)
     } else if young {
         (
@@ -343,7 +363,7 @@ mod tests {
         let p = params(2000);
         let rtt = Some(Duration::from_millis(8));
         let waits: Vec<_> = (1..=12)
-            .map(|k| retry_after(&p, true, false, rtt, k))
+            .map(|k| retry_after(&p, Heard::Lately, false, rtt, k))
             .collect();
         let ms = |n| Duration::from_millis(n);
         assert_eq!(
@@ -364,15 +384,25 @@ mod tests {
                 ms(256)
             ]
         );
+        // Heard within the interval, it is up: no backing off, however many
+        // questions or answers are lost in a row.
+        let recent: Vec<_> = (1..=12)
+            .map(|k| retry_after(&p, Heard::Recently, false, rtt, k))
+            .collect();
+        assert_eq!(recent[..3], [ms(8), ms(16), ms(32)]);
+        assert!(recent[3..].iter().all(|&w| w == ms(32)), "{recent:?}");
         // Unmeasured: a LAN-sized guess; floored at MIN_RTO when measured tiny.
-        assert_eq!(retry_after(&p, true, false, None, 1), UNMEASURED_RTO);
         assert_eq!(
-            retry_after(&p, true, false, Some(Duration::from_micros(50)), 1),
+            retry_after(&p, Heard::Lately, false, None, 1),
+            UNMEASURED_RTO
+        );
+        assert_eq!(
+            retry_after(&p, Heard::Lately, false, Some(Duration::from_micros(50)), 1),
             MIN_RTO
         );
         // Never above the interval.
         assert_eq!(
-            retry_after(&params(10), true, false, Some(ms(500)), 1),
+            retry_after(&params(10), Heard::Lately, false, Some(ms(500)), 1),
             ms(10)
         );
     }
@@ -382,7 +412,7 @@ mod tests {
         let p = params(2000);
         let ms = |n| Duration::from_millis(n);
         let waits: Vec<_> = (1..=7)
-            .map(|k| retry_after(&p, false, false, Some(ms(1)), k))
+            .map(|k| retry_after(&p, Heard::No, false, Some(ms(1)), k))
             .collect();
         assert_eq!(
             waits,
@@ -396,7 +426,7 @@ mod tests {
                 ms(2000)
             ]
         );
-        assert_eq!(retry_after(&p, false, false, None, u32::MAX), ms(2000));
+        assert_eq!(retry_after(&p, Heard::No, false, None, u32::MAX), ms(2000));
     }
 
     #[test]
@@ -404,14 +434,14 @@ mod tests {
         let p = params(2000);
         let ms = |n| Duration::from_millis(n);
         let waits: Vec<_> = (1..=6)
-            .map(|k| retry_after(&p, false, true, None, k))
+            .map(|k| retry_after(&p, Heard::No, true, None, k))
             .collect();
         assert_eq!(
             waits,
             [ms(100), ms(200), ms(400), ms(400), ms(400), ms(400)]
         );
         // Never above the interval.
-        assert_eq!(retry_after(&params(2), false, true, None, 9), ms(2));
+        assert_eq!(retry_after(&params(2), Heard::No, true, None, 9), ms(2));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::detector::Liveness;
 use super::peer::Peer;
+use super::retransmit::Heard;
 use super::timers::Timer;
 use super::{Action, Node, When, jitter, retransmit};
 use crate::hosts::Host;
@@ -293,6 +294,13 @@ impl Node {
             p.answer = false;
             if ask {
                 p.ask(self.seq, now);
+                let heard = if p.heard_within(self.params.interval, now) {
+                    Heard::Recently
+                } else if heard {
+                    Heard::Lately
+                } else {
+                    Heard::No
+                };
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();

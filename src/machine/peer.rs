@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::detector::Liveness;
-use super::retransmit::Rtt;
-use super::{Mismatch, When};
+use super::retransmit::{Heard, Rtt};
+use super::{Mismatch, Params, When};
 use crate::hosts::{Entry, Host};
 use crate::wire::Flags;
 
@@ -312,6 +312,18 @@ impl Peer {
         self.last_heard
             .get()
             .is_some_and(|t| now.saturating_duration_since(t) < threshold)
+    }
+
+    /// When it was heard last, as its retries are timed: within the
+    /// interval, within the silence threshold, or not.
+    pub(super) fn heard(&self, params: &Params, now: Instant) -> Heard {
+        if self.heard_within(params.interval, now) {
+            Heard::Recently
+        } else if self.heard_within(params.silent_after(), now) {
+            Heard::Lately
+        } else {
+            Heard::No
+        }
     }
 
     /// It acknowledged a heartbeat carrying our current flags.

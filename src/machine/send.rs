@@ -278,12 +278,11 @@ impl Node {
                 acked,
             };
             out.push(Action::Send { to, message });
-            // Heard within the silence threshold: it is up.
-            let heard = p.heard_within(self.params.silent_after(), now);
+            let heard = p.heard(&self.params, now);
             self.stats.heartbeats += 1;
             if ask && p.tries > 0 {
                 self.stats.retries += 1;
-                self.stats.retries_unheard += u64::from(!heard);
+                self.stats.retries_unheard += u64::from(heard == Heard::No);
             } else if timer && !awaits && !leave {
                 self.stats.steady += 1;
             }
@@ -294,13 +293,6 @@ impl Node {
             p.answer = false;
             if ask {
                 p.ask(self.seq, now);
-                let heard = if p.heard_within(self.params.interval, now) {
-                    Heard::Recently
-                } else if heard {
-                    Heard::Lately
-                } else {
-                    Heard::No
-                };
                 let wait = retransmit::retry_after(&self.params, heard, young, rtt, p.tries);
                 let factor = jitter(&mut self.rng);
                 let indirect = p.probing && p.tries % 2 == 1 && self.leaving.is_none();

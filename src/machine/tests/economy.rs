@@ -382,9 +382,9 @@ fn a_peer_heard_again_after_its_retries_backed_off_is_retried_quickly_again() {
     let (mut n, _) = node(2, 1, params(), t0);
     // As above: heard, asked, and every question or answer lost, until
     // the retries have backed off past the quick ones. Heard within the
-    // interval, it is up and its answers are lost at random, however many:
-    // the retries back off only once it has been silent for longer than
-    // its heartbeats are apart.
+    // interval, it is up and its answers are lost at random: it gets 24
+    // quick retries, not 8, which at this round trip keep the backing off
+    // past the interval.
     let at = t0 + Duration::from_millis(60);
     deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), at);
     let quick = retransmit::UNMEASURED_RTO * 4;

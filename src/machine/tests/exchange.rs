@@ -219,15 +219,7 @@ fn a_peer_that_left_once_ready_counts_while_its_leave_is_recent() {
         let (mut n, out) = node(3, 1, p, t0);
         let to3 = heartbeats_to(&out, addr(3))[0];
         exchange(&mut n, &out, 2, fp, t0 + MS);
-        let leave = Message {
-            kind: Kind::Leave,
-            ask: false,
-            flags: Flags {
-                ready: true,
-                ..Flags::default()
-            },
-            ..hb(fp, 2, 1, 9, 2)
-        };
+        let leave = ready_leave(hb(fp, 2, 1, 9, 2));
         let left = t0 + 2 * MS;
         let out = deliver(&mut n, addr(2), leave, left);
         assert!(has_event(&out, |e| matches!(e, Event::Left { .. })));

@@ -100,16 +100,10 @@ fn a_leave_carrying_the_last_acknowledgement_completes_the_exchange() {
     let (mut n, started) = node(2, 1, params(), t0);
     let ours = heartbeats_to(&started, addr(2))[0];
     deliver(&mut n, addr(2), hb(fp, 2, 1, 9, 1), t0 + MS);
-    let leave = Message {
-        kind: Kind::Leave,
-        ask: false,
-        flags: Flags {
-            ready: true,
-            ..Flags::default()
-        },
+    let leave = ready_leave(Message {
         seq: 2,
         ..ack_of(&ours, 9)
-    };
+    });
     let out = deliver(&mut n, addr(2), leave, t0 + 2 * MS);
     assert!(
         has_event(&out, |e| matches!(e, Event::Exchanged { .. })),

@@ -135,10 +135,12 @@ fn with_barrier_a_peer_that_left_ready_is_not_missing_however_long_ago() {
         exchange(&mut n, &out, id, fp, t0 + MS);
     }
     assert!(matches!(n.state(), State::Ready { .. }));
-    let mut leave = hb(fp, 2, 1, 9, 2);
-    leave.kind = Kind::Leave;
-    leave.flags.ready = true;
-    deliver(&mut n, addr(2), leave, t0 + 2 * MS);
+    deliver(
+        &mut n,
+        addr(2),
+        ready_leave(hb(fp, 2, 1, 9, 2)),
+        t0 + 2 * MS,
+    );
     for (k, at) in [2, 4, 6, 7].into_iter().enumerate() {
         let seq = 2 + k as u64;
         deliver(

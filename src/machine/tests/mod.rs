@@ -187,6 +187,20 @@ fn ack_of(heartbeat: &Message, inc: u64) -> Message {
     }
 }
 
+/// `m` made the leave of a peer that was READY: what a peer sends when its
+/// timeout runs out or its command ends.
+fn ready_leave(m: Message) -> Message {
+    Message {
+        kind: Kind::Leave,
+        ask: false,
+        flags: Flags {
+            ready: true,
+            ..Flags::default()
+        },
+        ..m
+    }
+}
+
 /// A loss-free network of nodes on 127.0.0.1, delivering in order, each
 /// datagram `latency` after it was sent.
 struct Net {
@@ -395,9 +409,7 @@ impl Net {
             .collect();
         panic!("the network does not settle at {:?}: {states:?}", self.now);
     }
-}
 
-impl Net {
     /// What node `i` reported about peer `j`, in order.
     fn about(&self, i: usize, j: usize) -> Vec<&'static str> {
         self.membership
